@@ -1,0 +1,1 @@
+"""bdc tables built from the AIND DocDB metadata API."""

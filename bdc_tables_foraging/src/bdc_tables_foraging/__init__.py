@@ -1,0 +1,1 @@
+"""bdc tables mirrored from the AIND dynamic-foraging parquet database."""
