@@ -1,0 +1,65 @@
+"""bdc: versioned parquet tables of scientific metadata, built by plugins, read in one line.
+
+::
+
+    import bdc
+    bdc.tables()
+    bdc.get("qc", subject_id="692478", columns=["name", "status"])
+    bdc.sql("SELECT project_name, count(*) FROM asset_basics GROUP BY 1")
+
+Importing ``bdc`` is light: the functions below load pandas, DuckDB and the plugins on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.36.0"
+
+_API = ("default_cache", "tables", "get", "location", "sql", "versions", "registry", "custom", "sync")
+_LAZY = {
+    **{name: "bdc.api" for name in _API},
+    "Cache": "bdc.cache",
+    "TableSpec": "bdc.spec",
+    "Column": "bdc.spec",
+    "BackendSpec": "bdc.spec",
+    "ExecutorSpec": "bdc.spec",
+    "FunctionSpec": "bdc.spec",
+    "DemoSpec": "bdc.spec",
+    "hookimpl": "bdc.hookspecs",
+    "BuildContext": "bdc.build",
+    "Delta": "bdc.build",
+    "BuildResult": "bdc.build",
+    "BdcError": "bdc.errors",
+    "UnknownTableError": "bdc.errors",
+    "TableNotBuiltError": "bdc.errors",
+    "InvalidNameError": "bdc.errors",
+    "ReadError": "bdc.errors",
+    "SchemaMismatchError": "bdc.errors",
+    "PluginLoadError": "bdc.errors",
+    "TableCollisionError": "bdc.errors",
+    "LockHeldError": "bdc.errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is not None:
+        import importlib
+
+        value = getattr(importlib.import_module(module_name), name)
+        globals()[name] = value
+        return value
+    if not name.startswith("_"):
+        from bdc.catalog import get_catalog
+
+        function = get_catalog().functions.get(name)
+        if function is not None:
+            return function.function
+    raise AttributeError(f"module 'bdc' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

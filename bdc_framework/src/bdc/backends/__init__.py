@@ -1,0 +1,27 @@
+"""Storage backends: object stores addressed by URL (``memory://``, ``file:///path``, ``s3://bucket/prefix``).
+
+Backends store bytes and list keys; the table layout lives in :mod:`bdc.layout`. Backends are
+contributed through the ``bdc_backends`` hook; :func:`open_backend` picks one by URL scheme.
+"""
+
+from __future__ import annotations
+
+from bdc.backends.base import Backend, ObjectInfo, object_headers
+
+__all__ = ["Backend", "ObjectInfo", "object_headers", "open_backend"]
+
+
+def open_backend(url: str) -> Backend:
+    """The backend for ``url``, by its scheme (a plain path means ``file``)."""
+    from urllib.parse import urlsplit
+
+    from bdc.catalog import get_catalog
+    from bdc.errors import BdcError
+
+    scheme = urlsplit(url).scheme if "://" in url else "file"
+    backends = get_catalog().backends
+    if scheme not in backends:
+        raise BdcError(
+            f"No backend for URL scheme {scheme!r} in {url!r}; installed: {', '.join(sorted(backends))}"
+        )
+    return backends[scheme].factory(url)

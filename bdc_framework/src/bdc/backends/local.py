@@ -1,0 +1,146 @@
+"""``file:///path``: a cache on local disk; every write goes through a temp name and a rename."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import unquote, urlsplit
+
+from bdc.backends.base import Backend, ObjectInfo
+from bdc.errors import BackendError, InvalidNameError, ObjectNotFoundError
+
+__all__ = ["LocalBackend"]
+
+_TMP_MARK = ".tmp-"
+
+
+def _root_from_url(url: str) -> Path:
+    if "://" not in url:
+        return Path(url).expanduser().resolve()
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise BackendError(f"file URL {url!r} names a host; use file:///absolute/path")
+    return Path(unquote(parts.path)).expanduser().resolve()
+
+
+class LocalBackend(Backend):
+    """Objects as files below a root directory."""
+
+    scheme = "file"
+
+    def __init__(self, url: str):
+        self.root = _root_from_url(url)
+        super().__init__(self.root.as_uri())
+
+    def _path(self, key: str) -> Path:
+        if not key or key.startswith("/") or "\\" in key or "\x00" in key:
+            raise InvalidNameError(f"Invalid object key {key!r}")
+        if any(part in ("..", ".") for part in key.split("/")):
+            raise InvalidNameError(f"Invalid object key {key!r}")
+        return self.root / key
+
+    def read_bytes(self, key: str) -> bytes:
+        """The file's bytes."""
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise ObjectNotFoundError(f"{self.url}: no object {key!r}") from None
+        except IsADirectoryError:
+            raise ObjectNotFoundError(f"{self.url}: {key!r} is a folder") from None
+        except OSError as exc:
+            raise BackendError(f"{self.url}: reading {key!r} failed: {exc}") from exc
+
+    @contextlib.contextmanager
+    def open_write(self, key: str) -> Iterator[IO[bytes]]:
+        """Write to a temp file beside the target; rename it into place on a clean exit."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}{_TMP_MARK}{uuid.uuid4().hex}")
+        try:
+            with open(tmp, "wb") as fh:
+                yield fh
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+
+    def info(self, key: str) -> ObjectInfo:
+        """``stat`` of the file."""
+        path = self._path(key)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise ObjectNotFoundError(f"{self.url}: no object {key!r}") from None
+        if not path.is_file():
+            raise ObjectNotFoundError(f"{self.url}: {key!r} is a folder")
+        return ObjectInfo(key, st.st_size, st.st_mtime, f"{st.st_mtime_ns:x}-{st.st_size:x}")
+
+    def exists(self, key: str) -> bool:
+        """Whether the file exists."""
+        return self._path(key).is_file()
+
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        """Files under ``prefix`` (temp files of writes in progress are skipped)."""
+        base = self.root / prefix if prefix else self.root
+        folder = base if prefix.endswith("/") or not prefix else base.parent
+        if not folder.is_dir():
+            return []
+        out = []
+        for dirpath, _dirs, files in os.walk(folder):
+            for name in files:
+                if _TMP_MARK in name:
+                    continue
+                full = os.path.join(dirpath, name)
+                key = os.path.relpath(full, self.root).replace(os.sep, "/")
+                if not key.startswith(prefix):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    st = os.stat(full)
+                    out.append(ObjectInfo(key, st.st_size, st.st_mtime, f"{st.st_mtime_ns:x}-{st.st_size:x}"))
+        out.sort(key=lambda o: o.key)
+        return out
+
+    def delete(self, key: str) -> None:
+        """Remove the file and any folders it leaves empty."""
+        path = self._path(key)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        parent = path.parent
+        while parent != self.root and parent.is_relative_to(self.root):
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Create the file with ``O_EXCL``."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return True
+
+    def uri(self, key: str) -> str:
+        """The absolute path (DuckDB and pandas read it as is)."""
+        return str(self._path(key)) + ("/" if key.endswith("/") else "")
+
+    def local_path(self, key: str) -> str | None:
+        """The absolute path of ``key``."""
+        return str(self._path(key))
+
+    def arrow_filesystem(self) -> tuple[Any, str] | None:
+        """pyarrow's local filesystem rooted here."""
+        import pyarrow.fs as pafs
+
+        return pafs.LocalFileSystem(), str(self.root)

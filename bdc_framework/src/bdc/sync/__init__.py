@@ -1,0 +1,1 @@
+"""The sync runner (placeholder until the runner lands)."""
