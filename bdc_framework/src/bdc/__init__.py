@@ -53,6 +53,14 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     if not name.startswith("_"):
+        import importlib
+        import importlib.util
+
+        # A submodule (``from bdc import catalog`` before bdc.catalog is imported) is imported,
+        # never looked up in the plugin catalog: that would load every plugin, or recurse while
+        # bdc.plugins itself is still being imported.
+        if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            return importlib.import_module(f"{__name__}.{name}")
         from bdc.catalog import get_catalog
 
         function = get_catalog().functions.get(name)

@@ -78,8 +78,8 @@ def custom(name: str, df: Any = None) -> Any:
     return default_cache().custom(name, df)
 
 
-def sync(**options: Any) -> Any:
-    """Build every installed table into a cache; returns the run report (see :func:`bdc.sync.sync`)."""
-    from bdc.sync import sync as run
+def sync(cache: Any = None, **options: Any) -> Any:
+    """Build every installed table into a cache; returns the run report (see :func:`bdc.runner.sync`)."""
+    from bdc.runner import sync as run
 
-    return run(**options)
+    return run(cache, **options)

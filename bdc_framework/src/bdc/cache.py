@@ -187,7 +187,9 @@ class Cache:
         try:
             for name in sorted(names):
                 self._create_view(cur, name)
-            result = cur.execute(query, params) if params is not None else cur.execute(query)
+            result = cur.sql(query, params=params) if params is not None else cur.sql(query)
+            if result is None:
+                return None
             return result_arrow(result) if arrow else result.df()
         except duckdb.Error as exc:
             raise BdcError(f"SQL failed: {exc}") from exc
@@ -211,7 +213,7 @@ class Cache:
             keys = [key]
         source = self._source(keys, name)
         if source.files:
-            cur.read_parquet(list(source.files), union_by_name=True).create_view(name)
+            cur.read_parquet(list(source.files), union_by_name=True, hive_partitioning=False).create_view(name)
         else:
             cur.from_arrow(source.arrow).create_view(name)
 

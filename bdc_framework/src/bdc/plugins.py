@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "bdc"
 #: Plugins that ship with the framework, registered exactly like external ones (by module name).
-BUILTIN_PLUGINS = ("bdc.backends.builtin", "bdc.sync.executors")
+BUILTIN_PLUGINS = ("bdc.backends.builtin", "bdc.runner.executors")
 
 _lock = threading.RLock()
 _pm: pluggy.PluginManager | None = None

@@ -37,8 +37,8 @@ def cursor() -> Any:
 
 
 def result_arrow(result: Any) -> Any:
-    """A DuckDB result as a ``pyarrow.Table`` (``to_arrow_table`` in DuckDB 2, ``fetch_arrow_table`` before)."""
-    method = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
+    """A DuckDB relation as a ``pyarrow.Table`` (``to_arrow_table``; ``arrow`` in older DuckDB)."""
+    method = getattr(result, "to_arrow_table", None) or result.arrow
     return method()
 
 
@@ -124,7 +124,7 @@ def select(
             cur.register("__bdc_source", source.arrow)
             from_sql = "__bdc_source"
         else:
-            from_sql = "read_parquet(?, union_by_name = true)"
+            from_sql = "read_parquet(?, union_by_name = true, hive_partitioning = false)"
             params = [list(source.files), *params]
         sql = f"SELECT {cols} FROM {from_sql}"
         if condition:
@@ -134,7 +134,7 @@ def select(
                 raise BdcError(f"limit must be a non-negative integer, not {limit!r}")
             sql += " LIMIT ?"
             params.append(limit)
-        result = cur.execute(sql, params)
+        result = cur.sql(sql, params=params)
         return result_arrow(result) if arrow else result.df()
     except duckdb.BinderException as exc:
         raise InvalidNameError(f"{source.label}: {exc}") from exc

@@ -1,0 +1,99 @@
+"""What a table's build function receives and may return.
+
+A build gets a :class:`BuildContext`: the target cache (to read the tables it depends on, already
+published in this run), the table's saved incremental state, retries with the run's policy and
+counters for the run report. It returns rows, or for incremental tables a :class:`Delta`, or a
+:class:`BuildResult` to also save state or feed side tables.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+__all__ = ["BuildContext", "BuildResult", "Delta"]
+
+
+@attrs.frozen
+class Delta:
+    """An incremental result: rows to insert or replace (matched on the spec's ``key``) and keys to delete.
+
+    ``deletes`` holds key values (tuples when the key has several columns). The runner merges the
+    delta into the previously published table, applies the spec's ``finalize`` and publishes.
+    """
+
+    upserts: Any = None
+    deletes: Sequence[Any] = ()
+
+
+@attrs.frozen
+class BuildResult:
+    """Rows plus extras: ``state`` to save for the next incremental run, ``side`` tables' rows by name."""
+
+    data: Any = None
+    state: Mapping[str, Any] | None = None
+    side: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+class BuildContext:
+    """Passed to ``build``, ``partitions`` and ``build_partition`` functions."""
+
+    def __init__(
+        self,
+        cache: Any,
+        spec: Any,
+        *,
+        full: bool = False,
+        state: Mapping[str, Any] | None = None,
+        retry: Any = None,
+        run_id: str = "",
+        on_retry: Callable[[int, BaseException], None] | None = None,
+    ):
+        from bdc.runner.retry import RetryPolicy
+
+        self.cache = cache
+        self.spec = spec
+        self.full = full
+        self.state: dict[str, Any] = dict(state or {})
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.run_id = run_id
+        self.counters: dict[str, int] = {}
+        self.retries = 0
+        self._on_retry = on_retry
+        self.log = logging.getLogger(f"bdc.build.{spec.name}")
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call ``fn``, retrying transient errors (HTTP 429/5xx, resets, timeouts) with backoff."""
+
+        def note(attempt: int, exc: BaseException) -> None:
+            self.retries += 1
+            if self._on_retry is not None:
+                self._on_retry(attempt, exc)
+
+        return self.retry.call(fn, *args, on_retry=note, **kwargs)
+
+    def read(self, name: str, **options: Any) -> Any:
+        """Read a (dependency) table from the target cache as a pandas DataFrame."""
+        return self.cache.get(name, **options)
+
+    def read_arrow(self, name: str, **options: Any) -> Any:
+        """Read a (dependency) table from the target cache as a pyarrow Table."""
+        return self.cache.get(name, arrow=True, **options)
+
+    def previous(self, columns: Sequence[str] | None = None) -> Any:
+        """The currently published version of this table (pyarrow), or ``None`` on a full build or first build."""
+        from bdc.errors import TableNotBuiltError
+
+        if self.full:
+            return None
+        try:
+            return self.cache.get(self.spec.name, columns=columns, arrow=True)
+        except TableNotBuiltError:
+            return None
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to a named counter shown in the run report (``records_skipped``, ...)."""
+        self.counters[name] = self.counters.get(name, 0) + n

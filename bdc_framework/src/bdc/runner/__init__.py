@@ -1,0 +1,83 @@
+"""The sync runner: discover every installed table and rebuild it, in order, in parallel, incrementally.
+
+>>> report = bdc.runner(cache="memory://demo", only=["asset_basics"])   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bdc.runner.plan import Plan, PlanError, make_plan
+from bdc.runner.report import RunReport, TableReport
+from bdc.runner.retry import RetryPolicy, TransientError, is_transient
+
+__all__ = ["sync", "Plan", "PlanError", "make_plan", "RunReport", "TableReport", "RetryPolicy",
+           "TransientError", "is_transient", "open_executor"]
+
+
+def open_executor(name: str = "threads", workers: int | None = None, **options: Any) -> Any:
+    """An executor contributed by a plugin (``threads``, ``processes``, ``dask``, ...)."""
+    from bdc.catalog import get_catalog
+    from bdc.errors import BdcError
+
+    executors = get_catalog().executors
+    if name not in executors:
+        raise BdcError(f"Unknown executor {name!r}; installed: {', '.join(sorted(executors))}")
+    return executors[name].factory(workers=workers, **options)
+
+
+def sync(
+    cache: Any = None,
+    *,
+    only: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    no_deps: bool = False,
+    full: bool = False,
+    dry_run: bool = False,
+    executor: Any = "threads",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    retry: RetryPolicy | None = None,
+    report: str | None = None,
+    progress: Any = "none",
+    lock: bool = True,
+    version: str | None = None,
+) -> RunReport | Plan:
+    """Build the installed tables into ``cache`` (a URL or :class:`bdc.Cache`; default: the configured one).
+
+    Returns the :class:`RunReport` (or the :class:`Plan` with ``dry_run``). ``only``/``exclude`` take
+    names, aliases or glob patterns; ``full`` ignores incremental state; ``executor`` is a name
+    (``threads``, ``processes``, ``dask``) or an executor object; ``report`` also writes the JSON
+    report to that path. Holding the cache's lock, a second sync raises :class:`bdc.LockHeldError`.
+    """
+    from bdc.cache import Cache
+    from bdc.catalog import get_catalog
+    from bdc.runner.lock import SyncLock
+    from bdc.runner.progress import make_progress
+    from bdc.runner.engine import Runner
+
+    if not isinstance(cache, Cache):
+        cache = Cache(cache, version=version)
+    plan = make_plan(get_catalog(), only=only, exclude=exclude, no_deps=no_deps)
+    if dry_run:
+        return plan
+    name = executor if isinstance(executor, str) else type(executor).__name__
+    options = {"scheduler": scheduler} if scheduler else {}
+    pool = open_executor(executor, workers, **options) if isinstance(executor, str) else executor
+    guard = SyncLock(cache.backend) if lock else None
+    try:
+        if guard is not None:
+            guard.acquire()
+        runner = Runner(cache, plan, executor=pool, executor_name=name, full=full, retry=retry,
+                        progress=make_progress(progress))
+        result = runner.run()
+    finally:
+        if guard is not None:
+            guard.release()
+        if isinstance(executor, str):
+            pool.close()
+    if report:
+        with open(report, "w", encoding="utf-8") as fh:
+            fh.write(result.to_json())
+    return result

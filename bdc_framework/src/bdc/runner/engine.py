@@ -1,0 +1,369 @@
+"""Running a plan: tables in dependency order, independent ones together, partitions in parallel.
+
+Per table: data first, then the registry entry, then the incremental state. A failed table keeps
+its previous data and registry entry; its dependents are skipped; everything else still runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from typing import Any
+
+import attrs
+
+from bdc.build import BuildContext, BuildResult, Delta
+from bdc.cache import Cache
+from bdc.names import check_partition_value
+from bdc.spec import TableSpec
+from bdc.runner.executors import Executor
+from bdc.runner.plan import Plan
+from bdc.runner.progress import Progress
+from bdc.runner.report import RunReport, TableReport, utc_now
+from bdc.runner.retry import RetryPolicy
+
+__all__ = ["Runner", "PartitionTask", "PartitionOutcome", "run_partition", "new_run_id"]
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: ``20261124T101500Z-1a2b3c``."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+def _unpack(result: Any) -> tuple[Any, Mapping[str, Any] | None, Mapping[str, Any]]:
+    if isinstance(result, BuildResult):
+        return result.data, result.state, result.side
+    return result, None, {}
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+@attrs.frozen
+class PartitionTask:
+    """One partition to build and write; picklable when the spec's functions are."""
+
+    spec: TableSpec
+    value: str
+    cache_url: str
+    version: str
+    full: bool
+    state: Mapping[str, Any]
+    retry: RetryPolicy
+    run_id: str
+    side_specs: tuple[TableSpec, ...] = ()
+
+
+@attrs.frozen
+class PartitionOutcome:
+    """What building one partition produced."""
+
+    value: str
+    rows: int
+    bytes: int
+    retries: int
+    started: float
+    finished: float
+    side_rows: dict[str, int] = attrs.field(factory=dict)
+    counters: dict[str, int] = attrs.field(factory=dict)
+
+
+class PartitionError(Exception):
+    """A partition failed; carries the partition value and the retries spent."""
+
+    def __init__(self, value: str, error: BaseException, retries: int):
+        self.value = value
+        self.error = error
+        self.retries = retries
+        super().__init__(f"partition {value!r}: {_error_text(error)}")
+
+
+_worker_caches: dict[tuple[str, str], Cache] = {}
+
+
+def _worker_cache(url: str, version: str) -> Cache:
+    key = (url, version)
+    if key not in _worker_caches:
+        _worker_caches[key] = Cache(url, version=version)
+    return _worker_caches[key]
+
+
+def run_partition(task: PartitionTask, cache: Cache | None = None) -> PartitionOutcome:
+    """Build one partition and write it (and its side tables' partitions) straight to the backend."""
+    cache = cache if cache is not None else _worker_cache(task.cache_url, task.version)
+    ctx = BuildContext(cache, task.spec, full=task.full, state=task.state, retry=task.retry, run_id=task.run_id)
+    started = time.time()
+    try:
+        data, _state, side = _unpack(ctx.call(task.spec.build_partition, ctx, task.value))
+        stats = ctx.call(cache.write_partition, task.spec, task.value, data)
+        side_rows = {}
+        for side_spec in task.side_specs:
+            side_stats = ctx.call(cache.write_partition, side_spec, task.value, side.get(side_spec.name))
+            side_rows[side_spec.name] = side_stats["rows"]
+    except Exception as exc:
+        raise PartitionError(task.value, exc, ctx.retries) from exc
+    return PartitionOutcome(task.value, stats["rows"], stats["bytes"], ctx.retries, started, time.time(),
+                            side_rows, dict(ctx.counters))
+
+
+class Runner:
+    """Executes a :class:`~bdc.runner.plan.Plan` against a cache."""
+
+    def __init__(
+        self,
+        cache: Cache,
+        plan: Plan,
+        *,
+        executor: Executor,
+        executor_name: str = "threads",
+        full: bool = False,
+        retry: RetryPolicy | None = None,
+        progress: Progress | None = None,
+        run_id: str | None = None,
+        table_workers: int | None = None,
+    ):
+        self.cache = cache
+        self.plan = plan
+        self.executor = executor
+        self.full = full
+        self.retry = retry or RetryPolicy()
+        self.progress = progress or Progress()
+        self.run_id = run_id or new_run_id()
+        self.table_workers = table_workers or max(1, min(8, executor.workers))
+        names = [s.name for s in plan.tables]
+        for specs in plan.side_tables.values():
+            names.extend(s.name for s in specs)
+        self.report = RunReport(self.run_id, cache.url, cache.layout.version_folder,
+                                executor_name, executor.workers,
+                                tables=[TableReport(n) for n in names])
+        self._lock = threading.Lock()
+
+    # -- scheduling -----------------------------------------------------------------------------
+
+    def run(self) -> RunReport:
+        """Build every table of the plan; returns the report (also written to the cache)."""
+        started = time.monotonic()
+        self.progress.run_started(self.run_id, self.cache.url, [t.name for t in self.report.tables])
+        specs = {s.name: s for s in self.plan.tables}
+        deps = {s.name: {self._producer(d) for d in s.depends_on} & set(specs) for s in specs.values()}
+        pending = dict(specs)
+        running: dict[Any, str] = {}
+        finished: dict[str, str] = {}
+        with ThreadPoolExecutor(max_workers=self.table_workers, thread_name_prefix="bdc-table") as pool:
+            while pending or running:
+                for name in list(pending):
+                    needs = deps[name]
+                    if any(finished.get(d) in ("failed", "skipped") for d in needs):
+                        failed = sorted(d for d in needs if finished.get(d) in ("failed", "skipped"))
+                        self._skip(pending.pop(name), f"dependency failed: {', '.join(failed)}")
+                        finished[name] = "skipped"
+                    elif all(d in finished for d in needs):
+                        running[pool.submit(self._run_table, pending.pop(name))] = name
+                if not running:
+                    continue
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in done:
+                    name = running.pop(future)
+                    finished[name] = self.report.table(name).status
+        self.report.seconds = round(time.monotonic() - started, 3)
+        self.report.finished_at = utc_now()
+        self.report.status = "ok" if self.report.ok else "failed"
+        self._write_report()
+        self.progress.run_finished(self.report)
+        return self.report
+
+    def _producer(self, name: str) -> str:
+        spec = self.cache.spec(name)
+        return spec.produced_by or spec.name
+
+    def _skip(self, spec: TableSpec, why: str) -> None:
+        for name in [spec.name, *(s.name for s in self.plan.side_tables.get(spec.name, ()))]:
+            tr = self.report.table(name)
+            tr.status, tr.error, tr.plugin = "skipped", why, spec.plugin
+            self.progress.table_finished(tr)
+
+    def _write_report(self) -> None:
+        try:
+            self.cache.backend.write_bytes(self.cache.layout.run_report_key(self.run_id), self.report.to_json().encode())
+        except Exception as exc:  # the report must not turn a good run into a failure
+            import logging
+
+            logging.getLogger(__name__).warning("could not write the run report: %s", exc)
+
+    # -- one table ----------------------------------------------------------------------------
+
+    def _run_table(self, spec: TableSpec) -> None:
+        tr = self.report.table(spec.name)
+        tr.plugin = spec.plugin
+        tr.started_at = time.time()
+        self.progress.table_started(spec.name)
+        sides = self.plan.side_tables.get(spec.name, ())
+        try:
+            state = {} if self.full else self.cache.read_state(spec)
+            ctx = BuildContext(self.cache, spec, full=self.full, state=state, retry=self.retry, run_id=self.run_id,
+                               on_retry=lambda attempt, exc: self.progress.retry(spec.name, attempt, exc))
+            if spec.partitioned:
+                self._build_partitioned(spec, ctx, tr, sides)
+            else:
+                self._build_whole(spec, ctx, tr, sides)
+        except Exception as exc:
+            tr.status = "failed"
+            tr.error = f"{_error_text(exc)}" + (f" (plugin {spec.plugin})" if spec.plugin else "")
+            for side in sides:
+                st = self.report.table(side.name)
+                st.status, st.error = "failed", f"producer {spec.name} failed"
+        finally:
+            tr.finished_at = time.time()
+            tr.seconds = round(tr.finished_at - tr.started_at, 3)
+            self.progress.table_finished(tr)
+            for side in sides:
+                st = self.report.table(side.name)
+                st.seconds = tr.seconds
+                self.progress.table_finished(st)
+
+    def _build_info(self, tr: TableReport) -> dict[str, Any]:
+        return {"rows": tr.rows, "partitions": tr.partitions, "bytes": tr.bytes, "run_id": self.run_id,
+                "built_at": utc_now(), "seconds": round(time.time() - (tr.started_at or time.time()), 3),
+                "retries": tr.retries}
+
+    def _build_whole(self, spec: TableSpec, ctx: BuildContext, tr: TableReport, sides: tuple[TableSpec, ...]) -> None:
+        from bdc.frames import conform
+
+        data, new_state, side = _unpack(ctx.call(spec.build, ctx))
+        if isinstance(data, Delta):
+            table = self._merge(spec, ctx, data)
+        else:
+            table = conform(spec, data)
+            if spec.finalize is not None:
+                table = conform(spec, spec.finalize(table))
+            table = _sorted(spec, table)
+        stats = ctx.call(self.cache.write_table, spec, table)
+        side_stats = {s.name: ctx.call(self.cache.write_table, s, side.get(s.name)) for s in sides}
+        tr.rows, tr.bytes, tr.retries, tr.counters = stats["rows"], stats["bytes"], ctx.retries, dict(ctx.counters)
+        tr.status = "ok"
+        ctx.call(self.cache.publish, spec, self._build_info(tr))
+        for s in sides:
+            st = self.report.table(s.name)
+            st.rows, st.bytes, st.status, st.plugin, st.started_at = (
+                side_stats[s.name]["rows"], side_stats[s.name]["bytes"], "ok", s.plugin, tr.started_at)
+            ctx.call(self.cache.publish, s, self._build_info(st))
+        ctx.call(self.cache.write_state, spec, dict(new_state if new_state is not None else ctx.state))
+
+    def _merge(self, spec: TableSpec, ctx: BuildContext, delta: Delta) -> Any:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from bdc.errors import SpecError
+        from bdc.frames import conform
+
+        if not spec.key:
+            raise SpecError(f"Table {spec.name!r} returned a Delta but declares no key")
+        upserts = conform(spec, delta.upserts)
+        previous = ctx.previous()
+        if previous is None:
+            merged = upserts
+        else:
+            previous = conform(spec, previous)
+            if len(spec.key) == 1:
+                key = spec.key[0]
+                values = upserts.column(key).to_pylist() + list(delta.deletes)
+                remove = pc.is_in(previous.column(key), value_set=pa.array(values, type=previous.schema.field(key).type))
+            else:
+                wanted = {tuple(k) for k in delta.deletes}
+                wanted |= set(zip(*(upserts.column(k).to_pylist() for k in spec.key)))
+                existing = zip(*(previous.column(k).to_pylist() for k in spec.key))
+                remove = pa.array([tuple(k) in wanted for k in existing], type=pa.bool_())
+            kept = previous.filter(pc.invert(pc.fill_null(remove, False)))
+            merged = pa.concat_tables([kept, upserts])
+        if spec.finalize is not None:
+            merged = conform(spec, spec.finalize(merged))
+        return _sorted(spec, merged)
+
+    def _build_partitioned(self, spec: TableSpec, ctx: BuildContext, tr: TableReport,
+                           sides: tuple[TableSpec, ...]) -> None:
+        listing = ctx.call(spec.partitions, ctx)
+        if isinstance(listing, Mapping):
+            fingerprints = {check_partition_value(str(v) if isinstance(v, int) else v, spec.partition_key or ""): fp
+                            for v, fp in listing.items()}
+        else:
+            fingerprints = {check_partition_value(str(v) if isinstance(v, int) else v, spec.partition_key or ""): None
+                            for v in listing}
+        existing = set(self.cache.partition_objects(spec))
+        old = ctx.state.get("partitions", {}) if (spec.incremental and not self.full) else {}
+        old_rows: dict[str, int] = ctx.state.get("rows", {}) if (spec.incremental and not self.full) else {}
+        todo = [v for v, fp in fingerprints.items()
+                if fp is None or v not in existing or old.get(v) != fp]
+        vanished = sorted(existing - set(fingerprints))
+        tr.partitions = len(fingerprints)
+        self.progress.partitions_planned(spec.name, len(todo))
+        tasks = [PartitionTask(spec, v, self.cache.url, self.cache.layout.version_folder, self.full,
+                               {}, self.retry, self.run_id, sides) for v in todo]
+        if self.executor.in_process:
+            fn = functools.partial(run_partition, cache=self.cache)
+        else:
+            if self.cache.backend.scheme == "memory":
+                from bdc.errors import BdcError
+
+                raise BdcError("The processes and dask executors need a shared cache (file:// or s3://), not memory://")
+            fn = run_partition
+        rows = {v: n for v, n in old_rows.items() if v in fingerprints and v not in todo}
+        new_fp = {v: fp for v, fp in old.items() if v in fingerprints and v not in todo}
+        side_rows = {s.name: 0 for s in sides}
+        errors = []
+        for _index, outcome in self.executor.map_unordered(fn, tasks):
+            if isinstance(outcome, BaseException):
+                error = outcome.error if isinstance(outcome, PartitionError) else outcome
+                value = outcome.value if isinstance(outcome, PartitionError) else "?"
+                tr.retries += getattr(outcome, "retries", 0)
+                tr.partitions_failed += 1
+                errors.append(f"{spec.partition_key}={value}: {_error_text(error)}")
+                continue
+            rows[outcome.value] = outcome.rows
+            new_fp[outcome.value] = fingerprints[outcome.value]
+            tr.partitions_built += 1
+            tr.bytes += outcome.bytes
+            tr.retries += outcome.retries
+            for k, v in outcome.counters.items():
+                tr.counters[k] = tr.counters.get(k, 0) + v
+            for name, n in outcome.side_rows.items():
+                side_rows[name] += n
+            tr.spans.append((outcome.value, outcome.started, outcome.finished))
+            self.progress.partition_done(spec.name, outcome.rows)
+        for value in vanished:
+            ctx.call(self.cache.delete_partition, spec, value)
+            for side in sides:
+                ctx.call(self.cache.delete_partition, side, value)
+            tr.partitions_deleted += 1
+        tr.rows = sum(rows.values())
+        tr.retries += ctx.retries
+        state = {**ctx.state, "partitions": {v: fp for v, fp in new_fp.items()}, "rows": rows}
+        if errors:
+            tr.status = "failed"
+            shown = "; ".join(errors[:3]) + (f"; … {len(errors) - 3} more" if len(errors) > 3 else "")
+            tr.error = f"{len(errors)} of {len(todo)} partitions failed: {shown}"
+            for side in sides:
+                st = self.report.table(side.name)
+                st.status, st.error, st.plugin = "failed", f"producer {spec.name} had failed partitions", side.plugin
+            ctx.call(self.cache.write_state, spec, state)  # done partitions are not redone next time
+            return
+        tr.status = "ok" if (todo or vanished or not self.cache.is_published(spec)) else "unchanged"
+        if tr.status == "ok":
+            ctx.call(self.cache.publish, spec, self._build_info(tr))
+        for side in sides:
+            st = self.report.table(side.name)
+            st.status, st.plugin, st.partitions, st.started_at = tr.status, side.plugin, tr.partitions, tr.started_at
+            st.rows = side_rows[side.name]
+            if tr.status == "ok":
+                ctx.call(self.cache.publish, side, self._build_info(st))
+        ctx.call(self.cache.write_state, spec, state)
+
+
+def _sorted(spec: TableSpec, table: Any) -> Any:
+    if not spec.key or table.num_rows == 0:
+        return table
+    return table.sort_by([(k, "ascending") for k in spec.key])

@@ -1,0 +1,212 @@
+"""What a sync shows while it runs: a live status line on a terminal, log lines otherwise, or JSON lines."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import IO, Any
+
+__all__ = ["Progress", "LiveProgress", "PlainProgress", "JsonProgress", "make_progress"]
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+    """Receives run events; the base class ignores them all."""
+
+    def __init__(self, stream: IO[str] | None = None):
+        self.stream = stream or sys.stderr
+        self.lock = threading.Lock()
+        self.start = time.monotonic()
+        self.tables_total = 0
+        self.tables_done = 0
+        self.rows = 0
+        self.current: dict[str, list[int]] = {}  # table -> [done, total]
+
+    def run_started(self, run_id: str, cache: str, tables: list[str]) -> None:
+        """A run begins."""
+        self.tables_total = len(tables)
+
+    def table_started(self, name: str) -> None:
+        """A table's build begins."""
+        with self.lock:
+            self.current[name] = [0, 0]
+
+    def partitions_planned(self, name: str, total: int) -> None:
+        """A partitioned table will build ``total`` partitions."""
+        with self.lock:
+            self.current.setdefault(name, [0, 0])[1] = total
+
+    def partition_done(self, name: str, rows: int) -> None:
+        """One partition was written."""
+        with self.lock:
+            self.current.setdefault(name, [0, 0])[0] += 1
+            self.rows += rows
+
+    def retry(self, name: str, attempt: int, error: BaseException) -> None:
+        """A transient error is being retried."""
+
+    def table_finished(self, report: Any) -> None:
+        """A table is done (ok, unchanged, failed or skipped)."""
+        with self.lock:
+            self.current.pop(report.name, None)
+            self.tables_done += 1
+            if not report.partitions:
+                self.rows += report.rows
+
+    def run_finished(self, report: Any) -> None:
+        """The run is over."""
+
+
+class PlainProgress(Progress):
+    """One log line per event worth a line (for logs and pipes)."""
+
+    def __init__(self, stream: IO[str] | None = None, every: float = 5.0):
+        super().__init__(stream)
+        self.every = every
+        self._last: dict[str, float] = {}
+
+    def _line(self, text: str) -> None:
+        self.stream.write(f"[{_clock(time.monotonic() - self.start)}] {text}\n")
+        self.stream.flush()
+
+    def run_started(self, run_id: str, cache: str, tables: list[str]) -> None:
+        """Log the run's tables."""
+        super().run_started(run_id, cache, tables)
+        self._line(f"sync {run_id} on {cache}: {len(tables)} tables")
+
+    def table_started(self, name: str) -> None:
+        """Log the start."""
+        super().table_started(name)
+        self._line(f"{name}: building")
+
+    def partition_done(self, name: str, rows: int) -> None:
+        """Log partition progress at most every few seconds."""
+        super().partition_done(name, rows)
+        now = time.monotonic()
+        if now - self._last.get(name, 0) >= self.every:
+            self._last[name] = now
+            done, total = self.current.get(name, [0, 0])
+            self._line(f"{name}: {done}/{total} partitions")
+
+    def retry(self, name: str, attempt: int, error: BaseException) -> None:
+        """Log the retry."""
+        self._line(f"{name}: retry {attempt} after {type(error).__name__}: {error}")
+
+    def table_finished(self, report: Any) -> None:
+        """Log the outcome."""
+        super().table_finished(report)
+        extra = f", {report.partitions_built}/{report.partitions} partitions built" if report.partitions else ""
+        err = f": {report.error}" if report.error else ""
+        self._line(f"{report.name}: {report.status} ({report.rows} rows{extra}, {report.seconds:.2f} s){err}")
+
+    def run_finished(self, report: Any) -> None:
+        """Log the end."""
+        self._line(f"sync {report.run_id}: {report.status} in {report.seconds:.1f} s")
+
+
+class JsonProgress(Progress):
+    """Structured log lines: one JSON object per event."""
+
+    def _emit(self, event: str, **fields: Any) -> None:
+        fields = {"event": event, "elapsed": round(time.monotonic() - self.start, 3), **fields}
+        with self.lock:
+            self.stream.write(json.dumps(fields, default=str) + "\n")
+            self.stream.flush()
+
+    def run_started(self, run_id: str, cache: str, tables: list[str]) -> None:
+        """Emit run_started."""
+        super().run_started(run_id, cache, tables)
+        self._emit("run_started", run_id=run_id, cache=cache, tables=tables)
+
+    def table_started(self, name: str) -> None:
+        """Emit table_started."""
+        super().table_started(name)
+        self._emit("table_started", table=name)
+
+    def partitions_planned(self, name: str, total: int) -> None:
+        """Emit partitions_planned."""
+        super().partitions_planned(name, total)
+        self._emit("partitions_planned", table=name, partitions=total)
+
+    def retry(self, name: str, attempt: int, error: BaseException) -> None:
+        """Emit retry."""
+        self._emit("retry", table=name, attempt=attempt, error=f"{type(error).__name__}: {error}")
+
+    def table_finished(self, report: Any) -> None:
+        """Emit table_finished with the table's report."""
+        super().table_finished(report)
+        self._emit("table_finished", **{k: v for k, v in report.to_dict().items() if k != "spans"})
+
+    def run_finished(self, report: Any) -> None:
+        """Emit run_finished."""
+        self._emit("run_finished", run_id=report.run_id, status=report.status, seconds=report.seconds)
+
+
+class LiveProgress(Progress):
+    """A status line redrawn in place (at most 10 times a second) on a terminal."""
+
+    def __init__(self, stream: IO[str] | None = None):
+        super().__init__(stream)
+        self._drawn = 0.0
+        self._rate_mark = (time.monotonic(), 0)
+
+    def _draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._drawn < 0.1:
+            return
+        self._drawn = now
+        elapsed = now - self.start
+        parts = [f"[{self.tables_done}/{self.tables_total} tables]"]
+        eta = ""
+        for name, (done, total) in list(self.current.items())[:3]:
+            parts.append(f"{name} {done}/{total}" if total else f"{name}")
+            if total and done:
+                eta = f" · ETA {_clock(elapsed / done * (total - done))}" if len(self.current) == 1 else eta
+        rate = self.rows / elapsed if elapsed > 0 else 0
+        text = f"{' · '.join(parts)} · {self.rows:,} rows · {rate:,.0f} rows/s · {_clock(elapsed)}{eta}"
+        self.stream.write("\r\x1b[2K" + text[:200])
+        self.stream.flush()
+
+    def table_started(self, name: str) -> None:
+        """Redraw."""
+        super().table_started(name)
+        with self.lock:
+            self._draw()
+
+    def partition_done(self, name: str, rows: int) -> None:
+        """Redraw (throttled)."""
+        super().partition_done(name, rows)
+        with self.lock:
+            self._draw()
+
+    def table_finished(self, report: Any) -> None:
+        """Print the finished table above the status line."""
+        super().table_finished(report)
+        with self.lock:
+            err = f": {report.error}" if report.error else ""
+            self.stream.write(f"\r\x1b[2K{report.status:9} {report.name} ({report.rows:,} rows, {report.seconds:.1f} s){err}\n")
+            self._draw(force=True)
+
+    def run_finished(self, report: Any) -> None:
+        """Clear the status line."""
+        with self.lock:
+            self.stream.write("\r\x1b[2K")
+            self.stream.flush()
+
+
+def make_progress(mode: str | Progress | None = "auto", stream: IO[str] | None = None) -> Progress:
+    """``auto`` (live on a terminal, plain otherwise), ``live``, ``plain``, ``json`` or ``none``."""
+    if isinstance(mode, Progress):
+        return mode
+    stream = stream or sys.stderr
+    if mode in (None, "none", "quiet"):
+        return Progress(stream)
+    if mode == "auto":
+        mode = "live" if getattr(stream, "isatty", lambda: False)() else "plain"
+    return {"live": LiveProgress, "plain": PlainProgress, "json": JsonProgress}[mode](stream)

@@ -1,1 +1,0 @@
-"""The sync runner (placeholder until the runner lands)."""

@@ -1,0 +1,172 @@
+"""Thin S3 access to the AIND open-data bucket (TABLES.md §6, D9, D25).
+
+The platform tables (smartspim, exaspim, behavior_curriculum) read a few small objects and
+listings from ``s3://aind-open-data``. :class:`OpenData` wraps one boto3 S3 client and gives the
+four operations they need, with the error contract the spec asks for:
+
+- listings are fully paginated (no ``MaxKeys=1`` shortcuts);
+- "not found" is an answer (``get_json`` → ``None``, ``exists`` → ``False``);
+- every other failure (access denied, throttling, network, a missing bucket) raises, so callers
+  can keep it out of caches and retry later instead of storing a wrong "absent".
+
+The default client is created lazily on first use with ``boto3``'s normal configuration chain, so
+``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3`` (emulators such as moto) are honoured. When no
+credentials are configured at all, requests are sent unsigned (the bucket is public).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = ["OpenData", "parse_s3_url", "DEFAULT_BUCKET"]
+
+DEFAULT_BUCKET = "aind-open-data"
+
+_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+def parse_s3_url(url: object) -> tuple[str, str] | None:
+    """Split ``s3://bucket/key`` into ``(bucket, key)``; ``None`` if it is not an S3 URL.
+
+    The key is returned without its leading ``/`` and otherwise unchanged (a trailing ``/`` is kept);
+    ``s3://bucket`` gives ``(bucket, "")``. Surrounding whitespace is ignored.
+
+    >>> parse_s3_url("s3://aind-open-data/abc_2024-01-01/x.json")
+    ('aind-open-data', 'abc_2024-01-01/x.json')
+    >>> parse_s3_url("https://example.org/a") is None
+    True
+    """
+    if not isinstance(url, str):
+        return None
+    text = url.strip()
+    if not text.lower().startswith("s3://"):
+        return None
+    parts = urlsplit(text)
+    bucket = parts.netloc
+    if not bucket:
+        return None
+    key = text[len("s3://") + len(bucket) :].lstrip("/")
+    return bucket, key
+
+
+def _error_code(error: BaseException) -> str | None:
+    response = getattr(error, "response", None)
+    if not isinstance(response, dict):
+        return None
+    code = (response.get("Error") or {}).get("Code")
+    if code is None:
+        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+        return str(status) if status is not None else None
+    return str(code)
+
+
+def _default_client() -> Any:
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    session = boto3.session.Session()
+    if session.get_credentials() is None:
+        return session.client("s3", config=Config(signature_version=UNSIGNED))
+    return session.client("s3")
+
+
+class OpenData:
+    """Read-only accessor for one S3 bucket (by default the AIND open-data bucket).
+
+    ``client`` is any boto3 S3 client; without one, a default client is created on first use (see
+    the module docstring). ``page_size`` caps the keys per ListObjectsV2 page (S3's default, 1000,
+    when ``None``); listings always follow every page whatever the size. Every method also takes ``bucket=`` to read another bucket through the
+    same client (assets whose ``location`` is outside the open-data bucket, TABLES.md D25).
+    Instances are safe to share between threads (boto3 clients are thread-safe).
+    """
+
+    def __init__(self, bucket: str = DEFAULT_BUCKET, *, client: Any = None, page_size: int | None = None) -> None:
+        """Bind the accessor to ``bucket``; ``client`` overrides the lazily created default."""
+        self.bucket = bucket
+        self.page_size = page_size
+        self._client = client
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"OpenData(bucket={self.bucket!r})"
+
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client (created on first access when none was given)."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = _default_client()
+        return self._client
+
+    def _bucket(self, bucket: str | None) -> str:
+        return bucket if bucket else self.bucket
+
+    def _pages(self, **params: Any) -> Any:
+        paginator = self.client.get_paginator("list_objects_v2")
+        if self.page_size:
+            params["PaginationConfig"] = {"PageSize": self.page_size}
+        return paginator.paginate(**params)
+
+    def list_common_prefixes(self, prefix: str, *, bucket: str | None = None, delimiter: str = "/") -> list[str]:
+        """All CommonPrefixes under ``prefix`` with ``delimiter`` (ListObjectsV2, every page).
+
+        Returns the full prefixes as S3 gives them (e.g. ``"a/image_cell_segmentation/Ex_561_Em_600/"``),
+        in S3 order. Errors (including a missing bucket) raise.
+        """
+        found: list[str] = []
+        for page in self._pages(Bucket=self._bucket(bucket), Prefix=prefix, Delimiter=delimiter):
+            for entry in page.get("CommonPrefixes") or []:
+                value = entry.get("Prefix")
+                if isinstance(value, str):
+                    found.append(value)
+        return found
+
+    def list_keys(self, prefix: str, *, bucket: str | None = None) -> list[str]:
+        """All object keys starting with ``prefix`` (ListObjectsV2, every page), in S3 (lexicographic) order.
+
+        Errors (including a missing bucket) raise.
+        """
+        keys: list[str] = []
+        for page in self._pages(Bucket=self._bucket(bucket), Prefix=prefix):
+            for entry in page.get("Contents") or []:
+                key = entry.get("Key")
+                if isinstance(key, str):
+                    keys.append(key)
+        return keys
+
+    def get_json(self, key: str, *, bucket: str | None = None) -> dict | None:
+        """The JSON object stored at ``key``; ``None`` only when the object does not exist.
+
+        Any other S3 error raises (``botocore`` exceptions). A body that is not valid JSON, or JSON
+        that is not an object, raises ``ValueError``.
+        """
+        try:
+            response = self.client.get_object(Bucket=self._bucket(bucket), Key=key)
+        except Exception as error:  # botocore ClientError; anything else propagates unchanged
+            if _error_code(error) in {"NoSuchKey"}:
+                return None
+            raise
+        body = response["Body"]
+        try:
+            raw = body.read()
+        finally:
+            body.close()
+        value = json.loads(raw)
+        if not isinstance(value, dict):
+            raise ValueError(f"s3://{self._bucket(bucket)}/{key} does not hold a JSON object")
+        return value
+
+    def exists(self, key: str, *, bucket: str | None = None) -> bool:
+        """Whether an object exists at ``key`` (HeadObject). 404 gives ``False``; other errors raise."""
+        try:
+            self.client.head_object(Bucket=self._bucket(bucket), Key=key)
+        except Exception as error:
+            if _error_code(error) in _NOT_FOUND_CODES:
+                return False
+            raise
+        return True
