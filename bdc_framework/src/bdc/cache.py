@@ -179,10 +179,7 @@ class Cache:
         """
         import duckdb
 
-        try:
-            names = duckdb.get_table_names(query)
-        except duckdb.Error as exc:
-            raise BdcError(f"Invalid SQL: {exc}") from exc
+        names = _referenced_names(query)
         cur = _connection_cursor()
         try:
             for name in sorted(names):
@@ -373,6 +370,34 @@ def _is_stream(data: Any) -> bool:
         hasattr(data, "__iter__") and not isinstance(data, (list, tuple, dict, str, bytes, pa.Table))
         and not type(data).__module__.startswith("pandas")
     )
+
+
+def _referenced_names(query: str) -> set[str]:
+    """The table names a query may refer to (each gets a view before the query runs).
+
+    ``duckdb.get_table_names`` binds some statements (``JOIN ... USING``) and then fails on the
+    tables that do not exist yet; in that case every identifier in the query is a candidate
+    (names that are not tables are ignored by :meth:`Cache._create_view`).
+    """
+    import re
+
+    import duckdb
+
+    try:
+        return set(duckdb.get_table_names(query))
+    except duckdb.Error:
+        pass
+    try:
+        tokens = duckdb.tokenize(query)
+    except duckdb.Error as exc:
+        raise BdcError(f"Invalid SQL: {exc}") from exc
+    names: set[str] = set()
+    for start, kind in tokens:
+        if kind == duckdb.token_type.identifier:
+            match = re.match(r'"([^"]+)"|([A-Za-z_][A-Za-z0-9_]*)', query[start:])
+            if match:
+                names.add(match[1] or match[2])
+    return names
 
 
 def _connection_cursor() -> Any:

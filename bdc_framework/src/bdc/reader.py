@@ -32,7 +32,14 @@ def cursor() -> Any:
             if _connection is None:
                 import duckdb
 
-                _connection = duckdb.connect()
+                connection = duckdb.connect()
+                try:
+                    # Timestamps are declared in UTC: without this DuckDB hands them back in the
+                    # machine's local zone (datetime64[us, America/Los_Angeles], "Etc/UTC", ...).
+                    connection.execute("SET GLOBAL TimeZone = 'UTC'")
+                except duckdb.Error:  # pragma: no cover - a DuckDB build without ICU
+                    pass
+                _connection = connection
     return _connection.cursor()
 
 

@@ -80,7 +80,9 @@ class TableSpec:
       spec is incremental;
     * partitioned: ``partitions(ctx)`` returns the partition values (or a mapping value →
       fingerprint: unchanged fingerprints are not rebuilt on an incremental run) and
-      ``build_partition(ctx, value)`` returns one partition's rows;
+      ``build_partition(ctx, value)`` returns one partition's rows — or, to fetch many
+      partitions per source request, ``build_partitions(ctx, values)`` returns a mapping
+      value → rows for up to ``batch_size`` values at a time (a value left out has no rows);
     * ``produced_by``: a side table written by another table's build (no build of its own).
 
     ``ctx`` is a :class:`bdc.build.BuildContext`.
@@ -97,6 +99,8 @@ class TableSpec:
     build: Callable[..., Any] | None = None
     partitions: Callable[..., Any] | None = None
     build_partition: Callable[..., Any] | None = None
+    build_partitions: Callable[..., Any] | None = None
+    batch_size: int = 1
     incremental: bool = False
     key: tuple[str, ...] = attrs.field(converter=_names, factory=tuple)
     finalize: Callable[..., Any] | None = None
@@ -121,10 +125,14 @@ class TableSpec:
                 raise SpecError(f"Partition key {self.partition_key!r} must match {NAME_PATTERN.pattern}")
             if self.columns and self.partition_key not in names:
                 raise SpecError(f"Table {self.name!r}: partition key {self.partition_key!r} is not a declared column")
-            if self.produced_by is None and (self.partitions is None or self.build_partition is None):
-                raise SpecError(f"Partitioned table {self.name!r} needs partitions and build_partition")
+            if self.produced_by is None and (
+                self.partitions is None or (self.build_partition is None and self.build_partitions is None)
+            ):
+                raise SpecError(f"Partitioned table {self.name!r} needs partitions and build_partition(s)")
         elif self.produced_by is None and self.build is None:
             raise SpecError(f"Table {self.name!r} needs a build function (or produced_by)")
+        if self.batch_size < 1:
+            raise SpecError(f"Table {self.name!r}: batch_size must be at least 1")
         if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$", self.file_name) or ".." in self.file_name:
             raise SpecError(f"Table {self.name!r}: bad file_name {self.file_name!r}")
         for k in self.key:

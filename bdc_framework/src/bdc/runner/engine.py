@@ -46,10 +46,10 @@ def _error_text(exc: BaseException) -> str:
 
 @attrs.frozen
 class PartitionTask:
-    """One partition to build and write; picklable when the spec's functions are."""
+    """Partitions to build and write (one, or a batch for ``build_partitions``); picklable when the spec's functions are."""
 
     spec: TableSpec
-    value: str
+    values: tuple[str, ...]
     cache_url: str
     version: str
     full: bool
@@ -74,13 +74,13 @@ class PartitionOutcome:
 
 
 class PartitionError(Exception):
-    """A partition failed; carries the partition value and the retries spent."""
+    """Partitions failed; carries their values and the retries spent."""
 
-    def __init__(self, value: str, error: BaseException, retries: int):
-        self.value = value
+    def __init__(self, values: tuple[str, ...], error: BaseException, retries: int):
+        self.values = values
         self.error = error
         self.retries = retries
-        super().__init__(f"partition {value!r}: {_error_text(error)}")
+        super().__init__(f"partitions {', '.join(values)}: {_error_text(error)}")
 
 
 _worker_caches: dict[tuple[str, str], Cache] = {}
@@ -93,22 +93,45 @@ def _worker_cache(url: str, version: str) -> Cache:
     return _worker_caches[key]
 
 
-def run_partition(task: PartitionTask, cache: Cache | None = None) -> PartitionOutcome:
-    """Build one partition and write it (and its side tables' partitions) straight to the backend."""
+def run_partition(task: PartitionTask, cache: Cache | None = None) -> list[PartitionOutcome]:
+    """Build a task's partitions and write them (and their side tables') straight to the backend."""
     cache = cache if cache is not None else _worker_cache(task.cache_url, task.version)
     ctx = BuildContext(cache, task.spec, full=task.full, state=task.state, retry=task.retry, run_id=task.run_id)
+    spec = task.spec
     started = time.time()
     try:
-        data, _state, side = _unpack(ctx.call(task.spec.build_partition, ctx, task.value))
-        stats = ctx.call(cache.write_partition, task.spec, task.value, data)
-        side_rows = {}
-        for side_spec in task.side_specs:
-            side_stats = ctx.call(cache.write_partition, side_spec, task.value, side.get(side_spec.name))
-            side_rows[side_spec.name] = side_stats["rows"]
+        if spec.build_partitions is not None:
+            results = ctx.call(spec.build_partitions, ctx, list(task.values))
+            results = dict(results.items() if isinstance(results, Mapping) else results)
+            unknown = set(results) - set(task.values)
+            if unknown:
+                raise ValueError(f"build_partitions returned partitions it was not asked for: {sorted(unknown)[:5]}")
+        else:
+            results = {task.values[0]: ctx.call(spec.build_partition, ctx, task.values[0])}
     except Exception as exc:
-        raise PartitionError(task.value, exc, ctx.retries) from exc
-    return PartitionOutcome(task.value, stats["rows"], stats["bytes"], ctx.retries, started, time.time(),
-                            side_rows, dict(ctx.counters))
+        raise PartitionError(task.values, exc, ctx.retries) from exc
+    outcomes = []
+    for value in task.values:
+        begun = time.time() if outcomes else started
+        retries_before = ctx.retries
+        try:
+            data, _state, side = _unpack(results.get(value))
+            stats = ctx.call(cache.write_partition, spec, value, data)
+            side_rows = {}
+            for side_spec in task.side_specs:
+                side_stats = ctx.call(cache.write_partition, side_spec, value, side.get(side_spec.name))
+                side_rows[side_spec.name] = side_stats["rows"]
+        except Exception as exc:
+            outcomes.append(PartitionError((value,), exc, ctx.retries - retries_before))
+            continue
+        outcomes.append(PartitionOutcome(value, stats["rows"], stats["bytes"], ctx.retries - retries_before, begun,
+                                         time.time(), side_rows, dict(ctx.counters) if not outcomes else {}))
+    # retries spent on the shared fetch are counted once, on the first partition
+    first = outcomes[0] if outcomes else None
+    if isinstance(first, PartitionOutcome):
+        fetch_retries = ctx.retries - sum(o.retries for o in outcomes)  # type: ignore[union-attr]
+        outcomes[0] = attrs.evolve(first, retries=first.retries + fetch_retries)
+    return outcomes
 
 
 class Runner:
@@ -301,8 +324,9 @@ class Runner:
         vanished = sorted(existing - set(fingerprints))
         tr.partitions = len(fingerprints)
         self.progress.partitions_planned(spec.name, len(todo))
-        tasks = [PartitionTask(spec, v, self.cache.url, self.cache.layout.version_folder, self.full,
-                               {}, self.retry, self.run_id, sides) for v in todo]
+        size = spec.batch_size if spec.build_partitions is not None else 1
+        tasks = [PartitionTask(spec, tuple(todo[i:i + size]), self.cache.url, self.cache.layout.version_folder,
+                               self.full, {}, self.retry, self.run_id, sides) for i in range(0, len(todo), size)]
         if self.executor.in_process:
             fn = functools.partial(run_partition, cache=self.cache)
         else:
@@ -315,25 +339,26 @@ class Runner:
         new_fp = {v: fp for v, fp in old.items() if v in fingerprints and v not in todo}
         side_rows = {s.name: 0 for s in sides}
         errors = []
-        for _index, outcome in self.executor.map_unordered(fn, tasks):
-            if isinstance(outcome, BaseException):
-                error = outcome.error if isinstance(outcome, PartitionError) else outcome
-                value = outcome.value if isinstance(outcome, PartitionError) else "?"
-                tr.retries += getattr(outcome, "retries", 0)
-                tr.partitions_failed += 1
-                errors.append(f"{spec.partition_key}={value}: {_error_text(error)}")
-                continue
-            rows[outcome.value] = outcome.rows
-            new_fp[outcome.value] = fingerprints[outcome.value]
-            tr.partitions_built += 1
-            tr.bytes += outcome.bytes
-            tr.retries += outcome.retries
-            for k, v in outcome.counters.items():
-                tr.counters[k] = tr.counters.get(k, 0) + v
-            for name, n in outcome.side_rows.items():
-                side_rows[name] += n
-            tr.spans.append((outcome.value, outcome.started, outcome.finished))
-            self.progress.partition_done(spec.name, outcome.rows)
+        for _index, result in self.executor.map_unordered(fn, tasks):
+            for outcome in (result if isinstance(result, list) else [result]):
+                if isinstance(outcome, BaseException):
+                    error = outcome.error if isinstance(outcome, PartitionError) else outcome
+                    values = outcome.values if isinstance(outcome, PartitionError) else ("?",)
+                    tr.retries += getattr(outcome, "retries", 0)
+                    tr.partitions_failed += len(values)
+                    errors.extend(f"{spec.partition_key}={v}: {_error_text(error)}" for v in values)
+                    continue
+                rows[outcome.value] = outcome.rows
+                new_fp[outcome.value] = fingerprints[outcome.value]
+                tr.partitions_built += 1
+                tr.bytes += outcome.bytes
+                tr.retries += outcome.retries
+                for k, v in outcome.counters.items():
+                    tr.counters[k] = tr.counters.get(k, 0) + v
+                for name, n in outcome.side_rows.items():
+                    side_rows[name] += n
+                tr.spans.append((outcome.value, outcome.started, outcome.finished))
+                self.progress.partition_done(spec.name, outcome.rows)
         for value in vanished:
             ctx.call(self.cache.delete_partition, spec, value)
             for side in sides:
