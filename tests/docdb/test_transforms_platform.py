@@ -840,3 +840,34 @@ def test_curriculum_helpers() -> None:
     assert cur.parse_trainer_state(_state("C", "STAGE_X", {"x": {"name": "STAGE_X"}, "5": {"name": "STAGE_X"}})) == ("C", "STAGE_X", 5)
     empty = cur.curriculum_rows(basics([]), None, OpenData(BUCKET, client=object()))
     assert len(empty) == 0 and list(empty.columns) == [c for c, _, _ in cur.COLUMNS]
+
+
+# --------------------------------------------------------------------------------------------
+# declared schemas
+# --------------------------------------------------------------------------------------------
+
+
+def test_frames_match_declared_arrow_schemas(records: dict[str, dict]) -> None:
+    import pyarrow as pa
+
+    from bdc_tables_docdb.transforms.arrow import arrow_schema
+
+    recs = list(records.values())
+    status = _status([("a", None, "1.0", "failed", None, None)])
+    frames = [
+        (fib.fib_table(recs), fib.COLUMNS),
+        (fib.fib_table([]), fib.COLUMNS),
+        (ttq.time_to_qc_table(recs), ttq.COLUMNS),
+        (ttq.time_to_qc_table([]), ttq.COLUMNS),
+        (rl.scientist_rl_fib_table(recs), rl.COLUMNS),
+        (rl.scientist_rl_fib_table([]), rl.COLUMNS),
+        (mu.upgrade_table(status, None, None, lambda ids: []), mu.columns_for(["1.0"])),
+        (cur.curriculum_rows(basics([]), None, OpenData(BUCKET, client=object())), cur.COLUMNS),
+        (spim.smartspim_table(pd.DataFrame({"raw_name": [], "stitched_name": []}), [], OpenData(client=object())), spim.COLUMNS),
+        (exa.exaspim_table(pd.DataFrame({"raw_name": [], "fused_name": []}), [], OpenData(client=object())), exa.COLUMNS),
+    ]
+    for frame, columns in frames:
+        schema = arrow_schema(columns)
+        table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+        assert table.schema.equals(schema, check_metadata=False)
+        assert table.num_rows == len(frame)

@@ -24,13 +24,21 @@ _catalog: Catalog | None = None
 
 
 def _collect(hook: Any, kind: type) -> list[tuple[str, Any]]:
-    """Call each plugin's implementation of ``hook`` separately, so answers keep their plugin."""
-    from bdc.plugins import distribution_of
+    """Call each plugin's implementation of ``hook`` separately, so answers keep their plugin.
+
+    A plugin whose hook raises is reported (see :func:`bdc.plugins.plugin_failures`) and left out;
+    the other plugins still count. ``BDC_STRICT_PLUGINS=1`` makes it fatal.
+    """
+    from bdc.plugins import distribution_of, record_failure
 
     out: list[tuple[str, Any]] = []
     for impl in reversed(hook.get_hookimpls()):  # registration order
         dist = distribution_of(impl.plugin_name)
-        result = impl.function()
+        try:
+            result = impl.function()
+        except Exception as exc:
+            record_failure(impl.plugin_name, dist, exc, hook.name)
+            continue
         if result is None:
             continue
         for item in result:

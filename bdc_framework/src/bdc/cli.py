@@ -204,12 +204,13 @@ def _nested_as_json(table: Any) -> Any:
 
 
 def _to_pandas(table: Any) -> Any:
-    """A DataFrame for display: integers with nulls stay integers."""
+    """A DataFrame for display: integers with nulls stay integers, every null shows as <NA>."""
     import pandas as pd
     import pyarrow as pa
 
-    mapping = {t: pd.ArrowDtype(t) for t in (pa.int8(), pa.int16(), pa.int32(), pa.int64(),
-                                             pa.uint8(), pa.uint16(), pa.uint32(), pa.uint64())}
+    simple = (pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(), pa.uint32(),
+              pa.uint64(), pa.float32(), pa.float64(), pa.bool_(), pa.string(), pa.large_string())
+    mapping = {t: pd.ArrowDtype(t) for t in simple}
     return table.to_pandas(types_mapper=mapping.get)
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "distribution_of",
     "register",
     "unregister",
+    "record_failure",
     "reset",
 ]
 
@@ -83,7 +84,7 @@ def _build() -> pluggy.PluginManager:
 
     allow = _split(os.environ.get("BDC_LOAD_PLUGINS"))
     deny = _split(os.environ.get("BDC_DISABLE_PLUGINS")) or set()
-    strict = os.environ.get("BDC_STRICT_PLUGINS", "").strip().lower() in ("1", "true", "yes")
+    strict = _strict()
     seen: set[str] = set()
     for ep in _entry_points():
         dist = _dist_name(ep)
@@ -117,6 +118,21 @@ def get_plugin_manager() -> pluggy.PluginManager:
             if _pm is None:
                 _pm = _build()
     return _pm
+
+
+def _strict() -> bool:
+    return os.environ.get("BDC_STRICT_PLUGINS", "").strip().lower() in ("1", "true", "yes")
+
+
+def record_failure(plugin: str, distribution: str, error: BaseException, hook: str) -> None:
+    """Report a plugin whose hook raised (fatal with ``BDC_STRICT_PLUGINS=1``)."""
+    failure = PluginLoadError(f"{plugin} ({hook})", distribution, error)
+    if _strict():
+        raise failure from error
+    log.warning("%s", failure)
+    with _lock:
+        if not any(str(f) == str(failure) for f in _failures):
+            _failures.append(failure)
 
 
 def plugin_failures() -> list[PluginLoadError]:

@@ -132,7 +132,8 @@ def bdc_plugin() -> Iterator[Callable[..., str]]:
 
     ``obj_or_module`` is a module or object with ``@bdc.hookimpl`` functions, or a
     :class:`bdc.TableSpec` / list of specs. Every plugin registered through the factory is
-    removed when the test ends (the table catalog is refreshed both times).
+    removed when the test ends (the table catalog is refreshed both times). A plugin that is
+    already registered (an installed package found through its entry point) is left as it is.
     """
     from bdc import plugins
     from bdc.spec import TableSpec
@@ -144,6 +145,9 @@ def bdc_plugin() -> Iterator[Callable[..., str]]:
             isinstance(obj_or_module, (list, tuple)) and all(isinstance(s, TableSpec) for s in obj_or_module)
         ):
             obj_or_module = specs_plugin(obj_or_module)
+        pm = plugins.get_plugin_manager()
+        if pm.is_registered(obj_or_module):  # e.g. the package under test, already found by its entry point
+            return str(pm.get_name(obj_or_module))
         if name is None:
             module_name = getattr(obj_or_module, "__name__", None)
             name = module_name if isinstance(module_name, str) else f"test-plugin-{next(_counter)}"

@@ -21,7 +21,7 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["OpenData", "parse_s3_url", "DEFAULT_BUCKET"]
+__all__ = ["LocalOpenData", "open_data_from_url", "OpenData", "parse_s3_url", "DEFAULT_BUCKET"]
 
 DEFAULT_BUCKET = "aind-open-data"
 
@@ -170,3 +170,69 @@ class OpenData:
                 return False
             raise
         return True
+
+
+class LocalOpenData(OpenData):
+    """The same accessor over a local copy laid out ``root/<bucket>/<key>`` (offline demo, tests).
+
+    Listing and reading follow S3's semantics (lexicographic keys, CommonPrefixes by delimiter).
+    """
+
+    def __init__(self, root: str, bucket: str = DEFAULT_BUCKET) -> None:
+        """Serve ``root/<bucket>/...``."""
+        super().__init__(bucket)
+        from pathlib import Path
+
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"LocalOpenData({str(self.root)!r}, bucket={self.bucket!r})"
+
+    def _all_keys(self, bucket: str | None) -> list[str]:
+        import os
+
+        base = self.root / self._bucket(bucket)
+        keys = []
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                keys.append(os.path.relpath(os.path.join(dirpath, name), base).replace(os.sep, "/"))
+        return sorted(keys)
+
+    def list_common_prefixes(self, prefix: str, *, bucket: str | None = None, delimiter: str = "/") -> list[str]:
+        """CommonPrefixes under ``prefix``, as S3 would list them."""
+        found = []
+        for key in self._all_keys(bucket):
+            if key.startswith(prefix) and delimiter in key[len(prefix):]:
+                cut = key.index(delimiter, len(prefix)) + len(delimiter)
+                if not found or found[-1] != key[:cut]:
+                    found.append(key[:cut])
+        return found
+
+    def list_keys(self, prefix: str, *, bucket: str | None = None) -> list[str]:
+        """Keys starting with ``prefix``, sorted."""
+        return [k for k in self._all_keys(bucket) if k.startswith(prefix)]
+
+    def get_json(self, key: str, *, bucket: str | None = None) -> dict | None:
+        """The JSON object at ``key``, ``None`` if absent."""
+        path = self.root / self._bucket(bucket) / key
+        if ".." in key.split("/") or not path.is_file():
+            return None
+        value = json.loads(path.read_bytes())
+        if not isinstance(value, dict):
+            raise ValueError(f"{path} does not hold a JSON object")
+        return value
+
+    def exists(self, key: str, *, bucket: str | None = None) -> bool:
+        """Whether a file exists at ``key``."""
+        return ".." not in key.split("/") and (self.root / self._bucket(bucket) / key).is_file()
+
+
+def open_data_from_url(url: str) -> OpenData:
+    """``s3://bucket`` → :class:`OpenData`; ``file:///dir`` → :class:`LocalOpenData` of ``dir``."""
+    if url.startswith("s3://"):
+        return OpenData(url[5:].split("/", 1)[0])
+    if url.startswith("file://"):
+        from urllib.parse import unquote, urlsplit
+
+        return LocalOpenData(unquote(urlsplit(url).path))
+    raise ValueError(f"Open-data URL must be s3://bucket or file:///dir, not {url!r}")

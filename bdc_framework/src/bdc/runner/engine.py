@@ -18,6 +18,7 @@ import attrs
 
 from bdc.build import BuildContext, BuildResult, Delta
 from bdc.cache import Cache
+from bdc.hookspecs import hookimpl
 from bdc.names import check_partition_value
 from bdc.spec import TableSpec
 from bdc.runner.executors import Executor
@@ -57,6 +58,9 @@ class PartitionTask:
     retry: RetryPolicy
     run_id: str
     side_specs: tuple[TableSpec, ...] = ()
+    #: For workers in other processes: the specs the build may read (its own, its dependencies'),
+    #: declared there if the worker's catalog lacks them (plugins registered in-process).
+    known_specs: tuple[TableSpec, ...] = ()
 
 
 @attrs.frozen
@@ -73,14 +77,43 @@ class PartitionOutcome:
     counters: dict[str, int] = attrs.field(factory=dict)
 
 
+class RemoteError(Exception):
+    """Stands in for a worker's exception that cannot be pickled back to the runner."""
+
+    def __init__(self, type_name: str, message: str):
+        super().__init__(type_name, message)
+        self.type_name = type_name
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class PartitionError(Exception):
-    """Partitions failed; carries their values and the retries spent."""
+    """Partitions failed; carries their values, the error and the retries spent.
+
+    Picklable, since it travels back from worker processes and Dask workers (an exception whose
+    ``__init__`` takes other arguments than its message is not, by default); an error that
+    itself cannot be pickled travels as a :class:`RemoteError` with the same text.
+    """
 
     def __init__(self, values: tuple[str, ...], error: BaseException, retries: int):
-        self.values = values
+        self.values = tuple(values)
         self.error = error
         self.retries = retries
-        super().__init__(f"partitions {', '.join(values)}: {_error_text(error)}")
+        self.error_text = (f"{error.type_name}: {error.message}" if isinstance(error, RemoteError)
+                           else _error_text(error))
+        super().__init__(f"partitions {', '.join(self.values)}: {self.error_text}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        import pickle
+
+        error: BaseException = self.error
+        try:
+            pickle.loads(pickle.dumps(error))
+        except Exception:
+            error = RemoteError(type(error).__name__, str(error))
+        return (PartitionError, (self.values, error, self.retries))
 
 
 _worker_caches: dict[tuple[str, str], Cache] = {}
@@ -93,8 +126,48 @@ def _worker_cache(url: str, version: str) -> Cache:
     return _worker_caches[key]
 
 
+class _CarriedTables:
+    """A plugin, in a worker process, declaring the table specs a task carried from the runner."""
+
+    def __init__(self, specs: list[TableSpec]):
+        self.specs = specs
+
+    @hookimpl
+    def bdc_tables(self) -> list[TableSpec]:
+        """The carried specs."""
+        return list(self.specs)
+
+
+_carried_lock = threading.Lock()
+
+
+def _ensure_catalog(specs: tuple[TableSpec, ...]) -> None:
+    """Declare, in this (worker) process, the carried specs its catalog does not know.
+
+    A worker finds entry-point plugins itself, but not a plugin the runner's process registered
+    in-process (a notebook, a test): without this, ``ctx.read(dependency)`` in a partition build
+    would fail there with an unknown table.
+    """
+    if not specs:
+        return
+    from bdc import plugins
+    from bdc.catalog import get_catalog
+
+    with _carried_lock:
+        catalog = get_catalog()
+        missing = [s for s in specs if s.name not in catalog]
+        by_plugin: dict[str, list[TableSpec]] = {}
+        for spec in missing:
+            spec = attrs.evolve(spec, aliases=tuple(a for a in spec.aliases if a not in catalog))
+            by_plugin.setdefault(spec.plugin or "bdc-runner-carried", []).append(spec)
+        for dist, group in by_plugin.items():
+            plugins.register(_CarriedTables(group), name=f"bdc-carried-{uuid.uuid4().hex[:12]}", distribution=dist)
+
+
 def run_partition(task: PartitionTask, cache: Cache | None = None) -> list[PartitionOutcome]:
     """Build a task's partitions and write them (and their side tables') straight to the backend."""
+    if cache is None:
+        _ensure_catalog(task.known_specs)
     cache = cache if cache is not None else _worker_cache(task.cache_url, task.version)
     ctx = BuildContext(cache, task.spec, full=task.full, state=task.state, retry=task.retry, run_id=task.run_id)
     spec = task.spec
@@ -307,6 +380,27 @@ class Runner:
             merged = conform(spec, spec.finalize(merged))
         return _sorted(spec, merged)
 
+    def _known_specs(self, spec: TableSpec, sides: tuple[TableSpec, ...]) -> tuple[TableSpec, ...]:
+        """The specs a partition build may read: its own, its side tables' and its dependencies' (transitively)."""
+        from bdc.catalog import get_catalog
+
+        catalog = get_catalog()
+        found: dict[str, TableSpec] = {}
+        stack = [spec, *sides]
+        while stack:
+            current = stack.pop()
+            if current.name in found:
+                continue
+            found[current.name] = current
+            for name in current.depends_on:
+                dep = catalog.get(name)
+                if dep is not None:
+                    stack.append(dep)
+                    producer = catalog.get(dep.produced_by) if dep.produced_by else None
+                    if producer is not None:
+                        stack.append(producer)
+        return tuple(found.values())
+
     def _build_partitioned(self, spec: TableSpec, ctx: BuildContext, tr: TableReport,
                            sides: tuple[TableSpec, ...]) -> None:
         listing = ctx.call(spec.partitions, ctx)
@@ -325,8 +419,7 @@ class Runner:
         tr.partitions = len(fingerprints)
         self.progress.partitions_planned(spec.name, len(todo))
         size = spec.batch_size if spec.build_partitions is not None else 1
-        tasks = [PartitionTask(spec, tuple(todo[i:i + size]), self.cache.url, self.cache.layout.version_folder,
-                               self.full, {}, self.retry, self.run_id, sides) for i in range(0, len(todo), size)]
+        known: tuple[TableSpec, ...] = ()
         if self.executor.in_process:
             fn = functools.partial(run_partition, cache=self.cache)
         else:
@@ -335,6 +428,10 @@ class Runner:
 
                 raise BdcError("The processes and dask executors need a shared cache (file:// or s3://), not memory://")
             fn = run_partition
+            known = self._known_specs(spec, sides)
+        tasks = [PartitionTask(spec, tuple(todo[i:i + size]), self.cache.url, self.cache.layout.version_folder,
+                               self.full, {}, self.retry, self.run_id, sides, known)
+                 for i in range(0, len(todo), size)]
         rows = {v: n for v, n in old_rows.items() if v in fingerprints and v not in todo}
         new_fp = {v: fp for v, fp in old.items() if v in fingerprints and v not in todo}
         side_rows = {s.name: 0 for s in sides}
@@ -342,11 +439,11 @@ class Runner:
         for _index, result in self.executor.map_unordered(fn, tasks):
             for outcome in (result if isinstance(result, list) else [result]):
                 if isinstance(outcome, BaseException):
-                    error = outcome.error if isinstance(outcome, PartitionError) else outcome
+                    text = outcome.error_text if isinstance(outcome, PartitionError) else _error_text(outcome)
                     values = outcome.values if isinstance(outcome, PartitionError) else ("?",)
                     tr.retries += getattr(outcome, "retries", 0)
                     tr.partitions_failed += len(values)
-                    errors.extend(f"{spec.partition_key}={v}: {_error_text(error)}" for v in values)
+                    errors.extend(f"{spec.partition_key}={v}: {text}" for v in values)
                     continue
                 rows[outcome.value] = outcome.rows
                 new_fp[outcome.value] = fingerprints[outcome.value]
@@ -359,11 +456,6 @@ class Runner:
                     side_rows[name] += n
                 tr.spans.append((outcome.value, outcome.started, outcome.finished))
                 self.progress.partition_done(spec.name, outcome.rows)
-        for value in vanished:
-            ctx.call(self.cache.delete_partition, spec, value)
-            for side in sides:
-                ctx.call(self.cache.delete_partition, side, value)
-            tr.partitions_deleted += 1
         tr.rows = sum(rows.values())
         tr.retries += ctx.retries
         state = {**ctx.state, "partitions": {v: fp for v, fp in new_fp.items()}, "rows": rows}
@@ -385,10 +477,21 @@ class Runner:
             st.rows = side_rows[side.name]
             if tr.status == "ok":
                 ctx.call(self.cache.publish, side, self._build_info(st))
+        # vanished partitions go only once the new set is published (and never on a failed build)
+        for value in vanished:
+            ctx.call(self.cache.delete_partition, spec, value)
+            for side in sides:
+                ctx.call(self.cache.delete_partition, side, value)
+            tr.partitions_deleted += 1
         ctx.call(self.cache.write_state, spec, state)
 
 
 def _sorted(spec: TableSpec, table: Any) -> Any:
+    """Order rows by the key, then by the other plain columns: the same data gives the same file."""
+    import pyarrow as pa
+
     if not spec.key or table.num_rows == 0:
         return table
-    return table.sort_by([(k, "ascending") for k in spec.key])
+    plain = [f.name for f in table.schema if f.name not in spec.key
+             and not (pa.types.is_nested(f.type) or pa.types.is_dictionary(f.type))]
+    return table.sort_by([(k, "ascending") for k in (*spec.key, *plain)])
