@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from bdc.cli import main
-from conftest import typed_rows
+from bdc_samples import typed_rows
 
 pytestmark = pytest.mark.usefixtures("typed_plugin")
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bdc.errors import BdcError
-from conftest import typed_rows
+from bdc_samples import typed_rows
 
 
 def test_bdc_cache_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

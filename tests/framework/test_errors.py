@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bdc.errors import BdcError, InvalidNameError, ReadError, TableNotBuiltError, UnknownTableError
-from conftest import typed_rows
+from bdc_samples import typed_rows
 
 pytestmark = pytest.mark.usefixtures("typed_plugin")
 

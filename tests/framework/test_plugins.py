@@ -249,3 +249,29 @@ def test_import_bdc_loads_nothing_heavy_and_no_plugin(site: Any) -> None:
     assert report["before"] == []
     assert report["names"] == ["lazy_table"]
     assert report["after"] == [module]
+
+
+RAISING = textwrap.dedent("""
+    import bdc
+
+    @bdc.hookimpl
+    def bdc_tables():
+        raise RuntimeError("the lab's spec list is broken")
+""")
+
+
+def test_plugin_whose_hook_raises_is_reported_and_the_others_work(site: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import bdc
+    from bdc.plugins import plugin_failures
+
+    site("lab-good", "good", plugin_source("good_table"))
+    site("lab-raising", "raising", RAISING)
+    _load(monkeypatch, "lab-good,lab-raising")
+    assert [s.name for s in bdc.tables()] == ["good_table"]
+    [failure] = plugin_failures()
+    assert failure.distribution == "lab-raising" and "spec list is broken" in str(failure)
+    monkeypatch.setenv("BDC_STRICT_PLUGINS", "1")
+    _load(monkeypatch, "lab-good,lab-raising")
+    with pytest.raises(PluginLoadError, match="lab-raising"):
+        bdc.tables()

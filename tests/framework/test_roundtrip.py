@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from conftest import TYPED_COLUMNS, typed_rows
+from bdc_samples import TYPED_COLUMNS, typed_rows
 
 pytestmark = pytest.mark.usefixtures("typed_plugin")
 

@@ -90,7 +90,7 @@ MESSY_KINDS: dict[str, str | None] = {
     "data_description_null": "data_description",
     "project_name_null": "data_description",
     "modalities_null": "data_description",
-    "modality_without_abbreviation": "data_description",
+    "modality_without_abbreviation": None,  # schema-valid: the modality models default the abbreviation
     "investigators_string": "data_description",
     "status_history_empty": "quality_control",
     "process_without_start": "processing",
@@ -987,7 +987,7 @@ def _acquisition_doc(sess: _Session) -> dict:
 
 
 def _instrument_doc(sess: _Session) -> dict | None:
-    if sess.instrument_id is None or sess.start.year == 2023 and sess.index % 4 == 0:
+    if sess.instrument_id is None or (sess.start.year == 2023 and sess.index % 4 == 0):
         return None
     return {
         "object_type": "Instrument",

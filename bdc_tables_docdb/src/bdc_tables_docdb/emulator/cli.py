@@ -10,7 +10,9 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -116,6 +118,11 @@ def _wait_forever() -> None:
         time.sleep(3600)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM handler: stop like Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``bdc-docdb-emulator``; returns the process exit code."""
     parser = build_parser()
@@ -156,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         count = emulator.count()
         print(
@@ -168,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     finally:
         emulator.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -1,0 +1,142 @@
+"""Benchmark of the dynamic-foraging mirrors on a generated source, printing ``name: value`` lines.
+
+::
+
+    python bench/foraging.py                      # 100 subjects x 20 sessions x 300 trials
+    python bench/foraging.py --subjects 10 --sessions 4 --trials 100 --keep /tmp/fb
+
+Figures (targets from issue 7):
+
+* ``mirror_vs_copy``: full mirror time / ``shutil.copytree`` of the source tree (target <= 3);
+* ``noop_resync_s``: a resync with nothing changed (target <= 2 s);
+* ``peak_rss_mb``: peak RSS of the process running the full mirror (target <= 1500).
+
+Each sync runs in a child process (``--child``), so its peak RSS is the child's own
+(``os.wait4``); the times are of the ``bdc.sync`` call inside it, without interpreter start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "run_child", "timed_child"]
+
+TABLES = ("platform_dynamic_foraging_sessions", "platform_dynamic_foraging_trials",
+          "platform_dynamic_foraging_events")
+
+
+def run_child(source: str, cache: str, full: bool) -> dict[str, Any]:
+    """Sync the three foraging tables from ``source`` into ``cache``; returns times and counts."""
+    os.environ["BDC_FORAGING_BASE"] = source
+    os.environ["BDC_LOAD_PLUGINS"] = "foraging"
+    started = time.perf_counter()
+    import bdc
+
+    imported = time.perf_counter()
+    report = bdc.sync(cache, only=list(TABLES), full=full, progress="none")
+    finished = time.perf_counter()
+    if not report.ok:
+        raise SystemExit(report.summary())
+    return {
+        "sync_s": finished - imported,
+        "import_s": imported - started,
+        "tables": {t.name: {"status": t.status, "rows": t.rows, "built": t.partitions_built,
+                            "partitions": t.partitions, "seconds": t.seconds} for t in report.tables},
+    }
+
+
+def timed_child(source: Path, cache: Path, full: bool = False) -> tuple[dict[str, Any], float]:
+    """Run :func:`run_child` in a fresh interpreter; returns its result and its peak RSS (MB)."""
+    cmd = [sys.executable, __file__, "--child", str(source), cache.as_uri()] + (["--full"] if full else [])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"child failed ({proc.returncode}): {out}")
+    return json.loads(out), usage.ru_maxrss / 1024  # KiB on Linux
+
+
+def _tree_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Generate the source, copy it, mirror it, resync it; print the figures."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--subjects", type=int, default=100)
+    p.add_argument("--sessions", type=int, default=20)
+    p.add_argument("--trials", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keep", help="work directory to use and keep (default: a temp dir, removed)")
+    p.add_argument("--child", nargs=2, metavar=("SOURCE", "CACHE"), help=argparse.SUPPRESS)
+    p.add_argument("--full", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        print(json.dumps(run_child(args.child[0], args.child[1], args.full)))
+        return 0
+
+    from bdc_tables_foraging.demo.generator import generate_foraging_db
+
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bdc-bench-foraging-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        source = work / "source"
+        shape = dict(subjects=args.subjects, sessions_per_subject=args.sessions,
+                     trials_per_session=args.trials, seed=args.seed)
+        t0 = time.perf_counter()
+        info = generate_foraging_db(source, overwrite=True, **shape)
+        print(f"generate_s: {time.perf_counter() - t0:.2f}")
+        print(f"source_trials: {info.n_trials}")
+        print(f"source_events: {info.n_events}")
+        print(f"source_mb: {_tree_bytes(source) / 1e6:.1f}")
+
+        copies = []
+        for i in range(3):
+            target = work / f"copy{i}"
+            shutil.rmtree(target, ignore_errors=True)
+            t0 = time.perf_counter()
+            shutil.copytree(source, target)
+            copies.append(time.perf_counter() - t0)
+            shutil.rmtree(target)
+        copy_s = statistics.median(copies)
+        print(f"copy_s: {copy_s:.3f}")
+
+        cache = work / "cache"
+        shutil.rmtree(cache, ignore_errors=True)
+        full, rss = timed_child(source, cache, full=True)
+        tables = full["tables"]
+        assert tables[TABLES[1]]["rows"] == info.n_trials, tables
+        assert tables[TABLES[2]]["rows"] == info.n_events, tables
+        print(f"mirror_s: {full['sync_s']:.3f}")
+        for name in TABLES:
+            print(f"mirror_{name.rsplit('_', 1)[1]}_s: {tables[name]['seconds']:.3f}")
+        print(f"mirror_vs_copy: {full['sync_s'] / copy_s:.2f}")
+        print(f"peak_rss_mb: {rss:.0f}")
+        print(f"cache_mb: {_tree_bytes(cache) / 1e6:.1f}")
+
+        noop, noop_rss = timed_child(source, cache)
+        built = sum(t["built"] for t in noop["tables"].values())
+        assert built == 0, noop
+        print(f"noop_resync_s: {noop['sync_s']:.3f}")
+        print(f"noop_resync_with_imports_s: {noop['sync_s'] + noop['import_s']:.3f}")
+        print(f"noop_peak_rss_mb: {noop_rss:.0f}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

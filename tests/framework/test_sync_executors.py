@@ -1,0 +1,163 @@
+"""The same sync through the threads, processes and Dask (LocalCluster, 2 workers) executors.
+
+Partition builds run in other processes for ``processes`` and ``dask``, write their partitions
+straight to the (file) cache, read their dependency there, retry their own transient errors and
+send failures back; the published bytes, registry entries (less timing) and incremental state
+must be the same whichever executor built them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import syncplugin
+from bdc.cache import Cache
+from bdc.errors import BdcError
+from bdc.runner import RetryPolicy, RunReport, sync
+from bdc.runner.executors import DaskExecutor
+
+FAST_RETRY = RetryPolicy(attempts=4, base=0.005, cap=0.02)
+TABLES = ["sync_subjects", "platform_alpha", "platform_beta", "sync_sessions", "sync_summary"]
+TIMING = {"seconds", "built_at", "run_id"}
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def dask_executor() -> Iterator[DaskExecutor]:
+    """One Dask LocalCluster (2 worker processes) for the module: it takes seconds to start."""
+    pytest.importorskip("distributed")
+    with pytest.MonkeyPatch.context() as mp:  # what the worker processes inherit
+        mp.setenv("BDC_LOAD_PLUGINS", "")
+        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])))
+        executor = DaskExecutor(workers=2)
+        executor.client  # noqa: B018 - starts the cluster now, with this environment
+    try:
+        yield executor
+    finally:
+        executor.close()
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> syncplugin.Source:
+    """Eight subjects; two partitions and one whole table fail transiently before they succeed."""
+    src = syncplugin.make_source(tmp_path / "source", syncplugin.default_subjects(8))
+    syncplugin.set_faults(src.root, transient={"sync_sessions:0007": 2, "sync_sessions:0035": 1, "sync_summary": 1})
+    return src
+
+
+@pytest.fixture
+def plugin(source: syncplugin.Source, bdc_plugin: Callable[..., str]) -> str:
+    """The synthetic tables, registered in-process only (workers get the specs from their tasks)."""
+    return bdc_plugin(syncplugin.SyncPlugin(source), name="syncplugin-exec", distribution="bdc-test-sync")
+
+
+def snapshot(cache: Cache) -> dict[str, Any]:
+    """Everything a sync published, comparable across caches: object bytes, rows, registry, state."""
+    root = cache.url
+    out: dict[str, Any] = {"objects": {}, "rows": {}, "registry": {}, "state": {}}
+    for info in cache.backend.list(f"{cache.layout.version_folder}/"):
+        if "/_runs/" not in info.key and "/_state/" not in info.key and not info.key.endswith("cache_registry.json"):
+            out["objects"][info.key] = cache.backend.read_bytes(info.key)
+    for name in TABLES:
+        out["rows"][name] = sorted(cache.get(name, arrow=True).to_pylist(), key=lambda r: json.dumps(r, default=str))
+        out["state"][name] = cache.read_state(cache.spec(name))
+    for entry in cache.registry()["tables"]:
+        entry = json.loads(json.dumps(entry).replace(root.removeprefix("file://"), "<root>"))
+        entry["build"] = {k: v for k, v in entry["build"].items() if k not in TIMING}
+        out["registry"][entry["name"]] = entry
+    return out
+
+
+def build_pids(source: syncplugin.Source, table: str) -> set[int]:
+    """The processes that ran a table's build calls."""
+    return {s["pid"] for s in syncplugin.spans(source.root, table)}
+
+
+@pytest.mark.usefixtures("plugin")
+def test_threads_processes_and_dask_publish_the_same_bytes(
+        tmp_path: Path, source: syncplugin.Source, dask_executor: DaskExecutor) -> None:
+    snapshots, reports = {}, {}
+    executors: dict[str, Any] = {"threads": "threads", "processes": "processes", "dask": dask_executor}
+    for name, executor in executors.items():
+        cache = Cache((tmp_path / f"cache-{name}").as_uri())
+        syncplugin.set_faults(source.root, transient={"sync_sessions:0007": 2, "sync_sessions:0035": 1,
+                                                      "sync_summary": 1})
+        syncplugin.clear_spans(source.root)
+        report = sync(cache, executor=executor, workers=2, retry=FAST_RETRY)
+        assert isinstance(report, RunReport)
+        assert report.ok, report.summary()
+        pids = build_pids(source, "sync_sessions")
+        if name == "threads":
+            assert pids == {os.getpid()}
+        else:  # built, and written, by the worker processes
+            assert os.getpid() not in pids and 1 <= len(pids) <= 2
+        assert build_pids(source, "sync_subjects") == {os.getpid()}  # whole tables: the runner's process
+        reports[name], snapshots[name] = report, snapshot(cache)
+
+    assert reports["dask"].executor == "DaskExecutor" and reports["processes"].executor == "processes"
+    for name in ("processes", "dask"):
+        for table in TABLES:
+            mine, theirs = reports[name].table(table), reports["threads"].table(table)
+            assert (mine.status, mine.rows, mine.partitions, mine.partitions_built, mine.bytes, mine.retries) == (
+                theirs.status, theirs.rows, theirs.partitions, theirs.partitions_built, theirs.bytes, theirs.retries)
+        assert snapshots[name]["objects"].keys() == snapshots["threads"]["objects"].keys()
+        assert snapshots[name] == snapshots["threads"], name
+    assert reports["dask"].table("sync_sessions").retries == 3
+    assert reports["dask"].table("sync_summary").retries == 1
+    assert len([k for k in snapshots["dask"]["objects"] if k.endswith("/data.pqt")]) == 8
+
+
+@pytest.mark.usefixtures("plugin")
+def test_worker_failures_and_incremental_runs_through_every_executor(
+        tmp_path: Path, source: syncplugin.Source, dask_executor: DaskExecutor) -> None:
+    syncplugin.set_faults(source.root)
+    executors: dict[str, Any] = {"threads": "threads", "processes": "processes", "dask": dask_executor}
+    caches = {name: Cache((tmp_path / f"cache-{name}").as_uri()) for name in executors}
+    for name, executor in executors.items():
+        assert sync(caches[name], executor=executor, workers=2, retry=FAST_RETRY).ok  # type: ignore[union-attr]
+
+    subjects = source.subjects()
+    for sid in ("0014", "0021", "0028"):
+        subjects[sid]["revision"] += 1
+    del subjects["0056"]
+    syncplugin.write_subjects(source.root, subjects)
+    failed = {}
+    for name, executor in executors.items():
+        syncplugin.set_faults(source.root, permanent=["sync_sessions:0021"])  # attempts counted from 0
+        report = sync(caches[name], executor=executor, workers=2, retry=FAST_RETRY)
+        assert isinstance(report, RunReport)
+        sess = report.table("sync_sessions")
+        assert (sess.status, sess.partitions_built, sess.partitions_failed, sess.retries) == ("failed", 2, 1, 0), name
+        assert sess.error == ("1 of 3 partitions failed: subject_id=0021: PermanentSourceError: "
+                              "bad record in sync_sessions:0021 (attempt 1)")
+        assert report.table("sync_summary").status == "skipped"
+        failed[name] = snapshot(caches[name])
+        assert "0056" in caches[name].partition_objects(caches[name].spec("sync_sessions"))
+    assert failed["processes"] == failed["threads"] and failed["dask"] == failed["threads"]
+
+    syncplugin.set_faults(source.root)
+    fixed = {}
+    for name, executor in executors.items():
+        report = sync(caches[name], executor=executor, workers=2, retry=FAST_RETRY)
+        assert isinstance(report, RunReport) and report.ok
+        sess = report.table("sync_sessions")
+        assert (sess.partitions_built, sess.partitions_deleted) == (1, 1), name
+        fixed[name] = snapshot(caches[name])
+    assert fixed["processes"] == fixed["threads"] and fixed["dask"] == fixed["threads"]
+    assert sorted(fixed["threads"]["state"]["sync_sessions"]["partitions"]) == sorted(subjects)
+
+
+@pytest.mark.usefixtures("plugin")
+def test_out_of_process_executors_need_a_shared_cache(bdc_cache: Cache) -> None:
+    report = sync(bdc_cache, executor="processes", workers=1, only=["sync_sessions"], retry=FAST_RETRY)
+    assert isinstance(report, RunReport)
+    assert report.table("sync_sessions").status == "failed"
+    assert "need a shared cache (file:// or s3://), not memory://" in (report.table("sync_sessions").error or "")
+    with pytest.raises(BdcError, match="Unknown executor 'nope'"):
+        sync(bdc_cache, executor="nope")
