@@ -68,6 +68,8 @@ def test_show_built_table(built: Any, capsys: pytest.CaptureFixture[str]) -> Non
     assert re.search(r"^build finished_at:\s*2024-05-02T03:00:00Z$", out, re.M)
     assert re.search(r"^build seconds:\s*1.25$", out, re.M)
     assert "sample (5 rows):" in out and "ünïcødé ✓" in out
+    code, out, _ = run(capsys, "show", "ev")
+    assert "sample (subject_id=0012, 5 rows):" in out and "a2" in out and "692478" not in out
     code, out, _ = run(capsys, "show", "events")
     assert "partitions:     3" in out
     code, out, _ = run(capsys, "show", "events", "--json")
@@ -212,3 +214,20 @@ def test_help_is_fast_and_imports_nothing_heavy() -> None:
             "print(','.join(heavy) or 'none', file=sys.stderr)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.stderr.strip() == "none"
+
+
+def test_table_format_shows_the_first_rows_of_a_long_result(bdc_env: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [dict(typed_rows()[0], name=f"row{i:03d}") for i in range(100)]
+    bdc_env.put("assets", rows)
+    code, out, _ = run(capsys, "get", "assets", "--format", "table", "--columns", "name")
+    assert code == 0
+    assert "row059" in out and "row060" not in out
+    assert out.rstrip().endswith("(100 rows, first 60 shown; use --format csv or -o FILE for all)")
+
+
+def test_default_format_is_a_table_on_a_terminal(built: Any, capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    code, out, _ = run(capsys, "get", "events", "--subject-id", "0012", "--columns", "name,n_files")
+    assert code == 0
+    assert out.splitlines()[0].split() == ["name", "n_files"] and "<NA>" in out and out.endswith("(2 rows)\n")

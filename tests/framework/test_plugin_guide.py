@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -106,6 +107,16 @@ def test_guide_plugin_installed_with_pip_is_found_through_its_entry_point(tmp_pa
     assert show.returncode == 0, show.stderr
     assert "plugin:         bdc-lab-tables" in show.stdout
     assert f"bdc-sync --cache {(tmp_path / 'cache').as_uri()} --only lab_sessions" in show.stdout
+
+    # the guide's commands: build with bdc-sync, then read one partition back with bdc
+    sync = [sys.executable, "-c", "import sys; from bdc.runner.cli import main; sys.exit(main())",
+            "--only", "lab_sessions"]
+    built = subprocess.run(sync, cwd=project, env=env, capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout + built.stderr
+    got = subprocess.run([sys.executable, "-m", "bdc.cli", "get", "lab_sessions", "--subject-id", "692478",
+                          "--format", "json"], cwd=project, env=env, capture_output=True, text=True)
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout) == [{"subject_id": "692478", "rig_id": "0007", "minutes": 41.5}]
 
     tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
                            cwd=project, env=env, capture_output=True, text=True)

@@ -217,10 +217,14 @@ def _to_pandas(table: Any) -> Any:
 def _render_text(table: Any, max_rows: int | None = 60) -> str:
     import pandas as pd
 
-    df = _to_pandas(table)
+    shown = table if max_rows is None or table.num_rows <= max_rows else table.slice(0, max_rows)
+    df = _to_pandas(shown)  # only the rows shown are converted
     with pd.option_context("display.width", 200, "display.max_columns", 50, "display.max_colwidth", 60):
-        text = df.to_string(index=False, max_rows=max_rows) if len(df.columns) else "(no columns)"
-    return f"{text}\n({table.num_rows} row{'s' if table.num_rows != 1 else ''})"
+        text = df.to_string(index=False) if len(df.columns) else "(no columns)"
+    count = f"{table.num_rows} row{'s' if table.num_rows != 1 else ''}"
+    if shown.num_rows < table.num_rows:
+        return f"{text}\n... ({count}, first {shown.num_rows} shown; use --format csv or -o FILE for all)"
+    return f"{text}\n({count})"
 
 
 def _emit(table: Any, fmt: str, output: str | None) -> None:
@@ -330,8 +334,14 @@ def _run_show(args: argparse.Namespace) -> int:
         if key not in labels:
             out.append(f"{('build ' + key + ':'):<16}{value}")
     out.append("")
-    out.append("sample (5 rows):")
-    sample = cache.get(spec.name, limit=5, arrow=True)
+    sample_filter: dict[str, str] = {}
+    if spec.partitioned:  # one partition is enough for a sample (and avoids opening them all)
+        values = sorted(cache.partition_objects(spec))
+        if values:
+            sample_filter[spec.partition_key] = values[0]
+    label = f"{spec.partition_key}={sample_filter[spec.partition_key]}, " if sample_filter else ""
+    out.append(f"sample ({label}5 rows):")
+    sample = cache.get(spec.name, limit=5, arrow=True, **sample_filter)
     out.append(_indent(_render_text(sample, max_rows=None)))
     _out().write("\n".join(out) + "\n")
     return 0
