@@ -366,10 +366,12 @@ def _is_stream(data: Any) -> bool:
 
     if isinstance(data, pa.RecordBatchReader):
         return True
-    return hasattr(data, "__next__") or (
-        hasattr(data, "__iter__") and not isinstance(data, (list, tuple, dict, str, bytes, pa.Table))
-        and not type(data).__module__.startswith("pandas")
-    )
+    # frames and tables first: ``hasattr(frame, "__next__")`` makes pandas look for a column of
+    # that name, which costs more than a whole small partition's bookkeeping
+    if data is None or isinstance(data, (pa.Table, pa.RecordBatch, list, tuple, dict, str, bytes)) \
+            or type(data).__module__.startswith("pandas"):
+        return False
+    return hasattr(data, "__next__") or hasattr(data, "__iter__")
 
 
 def _referenced_names(query: str) -> set[str]:

@@ -8,6 +8,7 @@ distributions; an unknown name gives close matches.
 from __future__ import annotations
 
 import difflib
+import functools
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -32,7 +33,7 @@ def _collect(hook: Any, kind: type) -> list[tuple[str, Any]]:
     from bdc.plugins import distribution_of, record_failure
 
     out: list[tuple[str, Any]] = []
-    for impl in reversed(hook.get_hookimpls()):  # registration order
+    for impl in hook.get_hookimpls():  # registration order
         dist = distribution_of(impl.plugin_name)
         try:
             result = impl.function()
@@ -51,46 +52,69 @@ def _collect(hook: Any, kind: type) -> list[tuple[str, Any]]:
     return out
 
 
+def _keyed(pm: Any, hook_name: str, kind: type, key: str, label: str) -> dict[str, Any]:
+    """One plugin answer per key (URL scheme, executor name, function name); a second claim is an error."""
+    out: dict[str, Any] = {}
+    for dist, item in _collect(getattr(pm.hook, hook_name), kind):
+        name = getattr(item, key)
+        if name in out:
+            raise PluginError(f"{label} {name!r} is claimed by both {out[name].plugin!r} and {dist!r}")
+        out[name] = item
+    return out
+
+
 class Catalog:
-    """Tables, backends, executors and functions contributed by the registered plugins."""
+    """Tables, backends, executors and functions contributed by the registered plugins.
+
+    Each section asks its hook the first time it is used, so opening a cache (backends) does not
+    need the table specs.
+    """
 
     def __init__(self, pm: Any):
-        self._tables: dict[str, TableSpec] = {}
-        self._by_alias: dict[str, str] = {}
+        self._pm = pm
+
+    @functools.cached_property
+    def _table_index(self) -> tuple[dict[str, TableSpec], dict[str, str]]:
+        tables: dict[str, TableSpec] = {}
+        by_alias: dict[str, str] = {}
         owners: dict[str, str] = {}
-        for dist, spec in _collect(pm.hook.bdc_tables, TableSpec):
+        for dist, spec in _collect(self._pm.hook.bdc_tables, TableSpec):
             for label in (spec.name, *spec.aliases):
                 if label in owners:
                     raise TableCollisionError(label, owners[label], dist)
                 owners[label] = dist
-            self._tables[spec.name] = spec
+            tables[spec.name] = spec
             for alias in spec.aliases:
-                self._by_alias[alias] = spec.name
-        self.backends: dict[str, BackendSpec] = {}
-        for dist, backend in _collect(pm.hook.bdc_backends, BackendSpec):
-            if backend.scheme in self.backends:
-                raise PluginError(
-                    f"URL scheme {backend.scheme!r} is claimed by both "
-                    f"{self.backends[backend.scheme].plugin!r} and {dist!r}"
-                )
-            self.backends[backend.scheme] = backend
-        self.executors: dict[str, ExecutorSpec] = {}
-        for dist, executor in _collect(pm.hook.bdc_executors, ExecutorSpec):
-            if executor.name in self.executors:
-                raise PluginError(
-                    f"Executor {executor.name!r} is declared by both "
-                    f"{self.executors[executor.name].plugin!r} and {dist!r}"
-                )
-            self.executors[executor.name] = executor
-        self.functions: dict[str, FunctionSpec] = {}
-        for dist, function in _collect(pm.hook.bdc_functions, FunctionSpec):
-            if function.name in self.functions:
-                raise PluginError(
-                    f"Function {function.name!r} is declared by both "
-                    f"{self.functions[function.name].plugin!r} and {dist!r}"
-                )
-            self.functions[function.name] = function
-        self.demos: list[DemoSpec] = [demo for _, demo in _collect(pm.hook.bdc_demo_sources, DemoSpec)]
+                by_alias[alias] = spec.name
+        return tables, by_alias
+
+    @property
+    def _tables(self) -> dict[str, TableSpec]:
+        return self._table_index[0]
+
+    @property
+    def _by_alias(self) -> dict[str, str]:
+        return self._table_index[1]
+
+    @functools.cached_property
+    def backends(self) -> dict[str, BackendSpec]:
+        """Storage backends by URL scheme."""
+        return _keyed(self._pm, "bdc_backends", BackendSpec, "scheme", "URL scheme")
+
+    @functools.cached_property
+    def executors(self) -> dict[str, ExecutorSpec]:
+        """Sync executors by name."""
+        return _keyed(self._pm, "bdc_executors", ExecutorSpec, "name", "Executor")
+
+    @functools.cached_property
+    def functions(self) -> dict[str, FunctionSpec]:
+        """Functions added to the ``bdc`` namespace, by name."""
+        return _keyed(self._pm, "bdc_functions", FunctionSpec, "name", "Function")
+
+    @functools.cached_property
+    def demos(self) -> list[DemoSpec]:
+        """Offline demo sources."""
+        return [demo for _, demo in _collect(self._pm.hook.bdc_demo_sources, DemoSpec)]
 
     def names(self) -> list[str]:
         """Table names in declaration order."""

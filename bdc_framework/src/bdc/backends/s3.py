@@ -32,7 +32,7 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 def _is_not_found(exc: Exception) -> bool:
     code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-    return code in ("NoSuchKey", "404", "NotFound", "NoSuchBucket")
+    return code in ("NoSuchKey", "404", "NotFound")
 
 
 class S3Backend(Backend):
