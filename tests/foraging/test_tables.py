@@ -382,3 +382,35 @@ def test_run_report_is_json(source_db, file_cache):
     report = sync(file_cache)
     doc = json.loads(report.to_json())
     assert {t["name"] for t in doc["tables"]} == set(TABLES)
+
+
+def test_subject_id_comes_from_the_folder_as_text(tmp_path):
+    """A file without subject_id, one with it as an integer (zeros lost): both read as "0042"."""
+    from bdc_tables_foraging.source import ForagingSource
+
+    part = tmp_path / "trial_table" / "subject_id=0042"
+    part.mkdir(parents=True)
+    pq.write_table(pa.table({"trial": pa.array([0, 1], pa.int32()), "x": [1.0, 2.0]}), part / "a.parquet")
+    pq.write_table(pa.table({"trial": pa.array([2], pa.int64()), "subject_id": [42], "y": ["new"]}),
+                   part / "b.parquet")
+    pq.write_table(pa.table({"trial": [9]}), part / ".c.parquet.tmp")  # a write in progress
+    reader = ForagingSource(str(tmp_path)).partition("trial_table", "0042")
+    assert [Path(p).name for p in reader.paths] == ["a.parquet", "b.parquet"]
+    assert reader.schema.names == ["trial", "x", "subject_id", "y"]
+    assert reader.schema.field("trial").type == pa.int64()
+    for table in (reader.read_all(), pa.Table.from_batches(list(reader))):
+        assert table.to_pydict() == {"trial": [0, 1, 2], "x": [1.0, 2.0, None],
+                                     "subject_id": ["0042"] * 3, "y": [None, None, "new"]}
+
+
+def test_events_stream_and_trials_come_whole(source_db, file_cache):
+    from bdc.build import BuildContext
+    from bdc_tables_foraging import tables
+    from bdc_tables_foraging.source import PartitionReader
+
+    sid = source_db.subject_ids[0]
+    events = tables.build_event_partition(BuildContext(file_cache, file_cache.spec(EVENTS)), sid)
+    assert isinstance(events, PartitionReader)  # all 10 columns declared: streamed
+    trials = tables.build_trial_partition(BuildContext(file_cache, file_cache.spec(TRIALS)), sid)
+    assert isinstance(trials, pa.Table) == (not tables.STREAM_EXTRA_COLUMNS)
+    assert trials.num_rows == source_db.trials_per_subject[sid]

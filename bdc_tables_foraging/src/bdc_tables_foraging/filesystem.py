@@ -57,9 +57,10 @@ def _aws_settings() -> tuple[str | None, str | None, Any]:
     region = session.region_name
     # The client resolves AWS_ENDPOINT_URL_S3 > AWS_ENDPOINT_URL > config files, like every AWS tool.
     client = session.client("s3", region_name=region or "us-east-1")
-    endpoint = client.meta.endpoint_url
-    if endpoint and urlsplit(endpoint).hostname and urlsplit(endpoint).hostname.endswith("amazonaws.com"):
-        endpoint = None
+    endpoint: str | None = client.meta.endpoint_url
+    host = urlsplit(endpoint).hostname if endpoint else None
+    if host is not None and host.endswith("amazonaws.com"):
+        endpoint = None  # AWS itself: pyarrow finds it from the region
     return endpoint, region, frozen
 
 

@@ -169,6 +169,32 @@ def _is_data_file(name: str) -> bool:
     return name.endswith(".parquet") and not name.startswith((".", "_"))
 
 
+def _holds_only(pf: Any, column: str, value: str) -> bool:
+    """Whether the footer statistics prove that ``column`` holds ``value`` in every row (no nulls)."""
+    meta = pf.metadata
+    leaves = pf.schema.names  # parquet leaf columns (flat tables: the Arrow columns)
+    if column not in leaves or meta.num_row_groups == 0:
+        return False
+    index = leaves.index(column)
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(index).statistics
+        if stats is None or not stats.has_min_max or stats.null_count != 0:
+            return False
+        if stats.min != value or stats.max != value:
+            return False
+    return True
+
+
+def _combine(batches: list[Any], schema: Any) -> Any:
+    """One record batch from consecutive batches of one schema."""
+    import pyarrow as pa
+
+    if len(batches) == 1:
+        return batches[0]
+    combined = pa.Table.from_batches(batches, schema=schema).combine_chunks().to_batches()
+    return combined[0] if combined else batches[0]
+
+
 class PartitionReader:
     """One subject's files of one table, read with one schema: the union of the files' columns.
 
@@ -188,6 +214,7 @@ class PartitionReader:
         self.batch_rows = batch_rows
         self._schema: Any = None
         self._metadata: dict[str, Any] = {}
+        self._key_in_file: dict[str, bool] = {}
 
     def __repr__(self) -> str:
         return f"PartitionReader({self.subject_id!r}, {len(self.paths)} files)"
@@ -212,6 +239,7 @@ class PartitionReader:
                     with self._open(path) as pf:
                         self._metadata[path] = pf.metadata
                         schemas.append(pf.schema_arrow.remove_metadata())
+                        self._key_in_file[path] = _holds_only(pf, PARTITION_KEY, self.subject_id)
             unified = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
             key = pa.field(PARTITION_KEY, pa.string())
             index = unified.get_field_index(PARTITION_KEY)
@@ -224,8 +252,12 @@ class PartitionReader:
         self.schema  # noqa: B018 - reads the footers
         return sum(self._metadata[p].num_rows for p in self.paths)
 
-    def _align(self, data: Any) -> list[Any]:
-        """The columns of ``data`` (a batch or table) in the unified schema's order and types."""
+    def _align(self, data: Any, path: str) -> list[Any]:
+        """The columns of ``data`` (a batch or table of ``path``) in the unified schema's order and types.
+
+        ``subject_id`` is the folder's value: the file's own column when its statistics show it
+        holds exactly that text, else a constant column.
+        """
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -234,7 +266,10 @@ class PartitionReader:
         columns = []
         for field in self.schema:
             if field.name == PARTITION_KEY:
-                columns.append(pc.fill_null(pa.nulls(n, pa.string()), self.subject_id))
+                if self._key_in_file.get(path) and data.column(field.name).type == field.type:
+                    columns.append(data.column(field.name))
+                else:
+                    columns.append(pc.fill_null(pa.nulls(n, pa.string()), self.subject_id))
             elif field.name in names:
                 column = data.column(field.name)
                 columns.append(column if column.type == field.type else pc.cast(column, field.type))
@@ -246,11 +281,19 @@ class PartitionReader:
         import pyarrow as pa
 
         schema = self.schema
+        pending: list[Any] = []
+        rows = 0
         for path in self.paths:
             with transient_errors():
                 with self._open(path) as pf:
                     for batch in pf.iter_batches(batch_size=self.batch_rows, use_threads=False):
-                        yield pa.RecordBatch.from_arrays(self._align(batch), schema=schema)
+                        pending.append(pa.RecordBatch.from_arrays(self._align(batch, path), schema=schema))
+                        rows += batch.num_rows
+                        if rows >= self.batch_rows:  # small files are merged into larger batches
+                            yield _combine(pending, schema)
+                            pending, rows = [], 0
+        if pending:
+            yield _combine(pending, schema)
 
     def read_all(self) -> Any:
         """The whole partition as one ``pyarrow.Table`` (each file read once, no extra copy)."""
@@ -262,7 +305,7 @@ class PartitionReader:
             for path in self.paths:
                 with self._open(path) as pf:
                     table = pf.read(use_threads=False)
-                tables.append(pa.Table.from_arrays(self._align(table), schema=schema))
+                tables.append(pa.Table.from_arrays(self._align(table, path), schema=schema))
         if not tables:
             return schema.empty_table()
         return pa.concat_tables(tables)

@@ -99,10 +99,8 @@ def session_subjects(ctx: Any) -> list[str]:
     """Distinct non-null ``subject_id`` of the session table just built (sorted text)."""
     import pyarrow.compute as pc
 
-    table = ctx.read_arrow(SESSIONS, columns=[PARTITION_KEY])
-    column = table.column(PARTITION_KEY)
-    values = pc.unique(column.cast("string") if str(column.type) != "string" else column)
-    return sorted(v for v in values.to_pylist() if v is not None and v != "")
+    column = ctx.read_arrow(SESSIONS, columns=[PARTITION_KEY]).column(PARTITION_KEY)
+    return sorted(str(v) for v in pc.unique(column).to_pylist() if v is not None and v != "")
 
 
 def _partitions(ctx: Any, table: str) -> dict[str, str]:

@@ -311,6 +311,49 @@ def _projection_with_id(projection: Mapping[str, Any] | None) -> tuple[dict[str,
     return (rest or None), True
 
 
+#: Stages known to build new documents rather than edit their input in place.
+_PURE_STAGES = frozenset({"$match", "$project", "$group", "$sort", "$limit", "$skip", "$count", "$sortByCount"})
+
+
+def _plain_projection(stage: Mapping[str, Any]) -> bool:
+    spec = stage.get("$project")
+    return (len(stage) == 1 and isinstance(spec, dict) and bool(spec)
+            and all(v in (0, 1) and not isinstance(v, float) for v in spec.values()))
+
+
+def _aggregate(coll: mongomock.Collection, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run ``pipeline`` like ``coll.aggregate`` without mongomock's copy of the whole collection.
+
+    A leading ``$match`` / ``$sort`` / ``$limit`` / plain ``$project`` prefix is answered through the
+    id path of :func:`_page_documents` (only matching documents are touched); the remaining stages
+    run in mongomock's pipeline engine. Call with the emulator's lock held.
+    """
+    from mongomock.aggregate import process_pipeline
+
+    stages = list(pipeline)
+    match: dict[str, Any] = {}
+    if stages and set(stages[0]) == {"$match"} and isinstance(stages[0]["$match"], dict):
+        match = stages.pop(0)["$match"]
+    sort = None
+    limit = None
+    if stages and set(stages[0]) == {"$sort"} and isinstance(stages[0]["$sort"], dict):
+        sort = list(stages.pop(0)["$sort"].items())
+        if stages and set(stages[0]) == {"$limit"}:
+            limit = int(stages.pop(0)["$limit"])
+    projection = stages.pop(0)["$project"] if stages and _plain_projection(stages[0]) else None
+    ids = [d["_id"] for d in coll.find(match, {"_id": 1}, sort=sort)]
+    if limit is not None:
+        ids = ids[:limit]
+    docs = list(_page_documents(coll, ids, projection))
+    if not stages:
+        return docs
+    if not all(set(stage) <= _PURE_STAGES for stage in stages):
+        import copy
+
+        docs = copy.deepcopy(docs)
+    return list(process_pipeline(docs, coll.database, stages, None))
+
+
 def _page_documents(
     coll: mongomock.Collection, page_ids: list[Any], projection: Mapping[str, Any] | None
 ) -> Iterator[dict[str, Any]]:
@@ -905,7 +948,7 @@ class DocDBEmulator:
                 raise _ApiError(400, f"write stages are not allowed: {writes}")
         try:
             with self._db_lock:
-                result = list(coll.aggregate(pipeline))
+                result = _aggregate(coll, pipeline)
         except _QUERY_EXCEPTIONS as exc:
             raise _query_errors(exc) from None
         payload = _dumps(result)
