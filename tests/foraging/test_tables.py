@@ -348,16 +348,21 @@ def test_transient_pyarrow_errors_are_retried():
                 raise error
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="bdc 0.36 writes streamed partitions with the declared schema only")
 def test_framework_streams_partitions_with_extra_columns(bdc_cache):
-    """When this passes, set tables.STREAM_EXTRA_COLUMNS = True (trials then stream too)."""
+    """A stream whose batches carry undeclared columns is written with them (trials stream)."""
     from bdc.testing import make_spec
 
     spec = make_spec("streamed", [("subject_id", "string"), ("x", "int64")], partition_key="subject_id",
                      extra_columns=True)
-    batch = pa.record_batch({"x": [1, 2], "extra": [0.5, 1.5]})
-    bdc_cache.write_partition(spec, "0012", iter([batch]))
+    batches = [pa.record_batch({"x": [1, 2], "extra": [0.5, 1.5]}),
+               pa.record_batch({"x": pa.array([3], pa.int32()), "extra": [2.5]})]
+    stats = bdc_cache.write_partition(spec, "0012", iter(batches))
+    assert stats["rows"] == 3
+    path = bdc_cache.layout.partition_key(spec, "0012")
+    table = pq.read_table(pa.BufferReader(bdc_cache.backend.read_bytes(path)))
+    assert table.column_names == ["subject_id", "x", "extra"]
+    assert table.column("x").to_pylist() == [1, 2, 3]
+    assert table.column("subject_id").to_pylist() == ["0012"] * 3
 
 
 def test_demo_source(monkeypatch):

@@ -30,6 +30,7 @@ _LAZY = {
     "BuildContext": "bdc.build",
     "Delta": "bdc.build",
     "BuildResult": "bdc.build",
+    "UNCHANGED": "bdc.build",
     "BdcError": "bdc.errors",
     "UnknownTableError": "bdc.errors",
     "TableNotBuiltError": "bdc.errors",

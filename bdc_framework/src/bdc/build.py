@@ -14,7 +14,18 @@ from typing import Any
 
 import attrs
 
-__all__ = ["BuildContext", "BuildResult", "Delta"]
+__all__ = ["BuildContext", "BuildResult", "Delta", "UNCHANGED"]
+
+
+class _Unchanged:
+    """Returned by a whole-table build whose source did not change: nothing is written or republished."""
+
+    def __repr__(self) -> str:
+        return "bdc.UNCHANGED"
+
+
+#: Return this from ``build(ctx)`` when the published table is still current.
+UNCHANGED = _Unchanged()
 
 
 @attrs.frozen

@@ -296,7 +296,8 @@ class Cache:
         value = check_partition_value(value, spec.partition_key or "partition")
         key = self.layout.partition_key(spec, value)
         if _is_stream(data):
-            rows, size = self._write(key, conform_batches(spec, data, value), spec.arrow_schema())
+            schema = None if spec.extra_columns else spec.arrow_schema()  # extras: the first batch's schema
+            rows, size = self._write(key, conform_batches(spec, data, value), schema)
         else:
             rows, size = self._write(key, conform(spec, data, value))
         return {"rows": rows, "bytes": size, "files": 1}

@@ -134,10 +134,11 @@ def conform(spec: TableSpec, data: Any, partition_value: str | None = None) -> A
         if key not in table.column_names:
             table = table.append_column(key, pa.array([partition_value] * table.num_rows, pa.string()))
     present = table.column_names
-    missing = [c for c in spec.column_names if c not in present]
+    declared = spec.column_names
+    missing = [c for c in declared if c not in present]
     if missing:
         raise SchemaMismatchError(f"{_who(spec)} returned data without the declared columns: {', '.join(missing)}")
-    extra = [c for c in present if c not in spec.column_names]
+    extra = [c for c in present if c not in declared]
     if extra and not spec.extra_columns:
         raise SchemaMismatchError(f"{_who(spec)} returned undeclared columns: {', '.join(extra)}")
     arrays, fields = [], []
@@ -174,17 +175,26 @@ def write_parquet(table_or_batches: Any, fh: Any, schema: Any = None) -> int:
     import pyarrow.parquet as pq
 
     if isinstance(table_or_batches, pa.Table):
-        pq.write_table(table_or_batches, fh, **PARQUET_OPTIONS)
+        # encode into Arrow's own buffer, then one write: a Python file as the sink would be
+        # called back (and the GIL taken) for every page, which stalls parallel partition writes
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table_or_batches, buffer, **PARQUET_OPTIONS)
+        fh.write(buffer.getvalue())
         return table_or_batches.num_rows
     rows = 0
     writer = None
     try:
         for batch in table_or_batches:
             if writer is None:
-                writer = pq.ParquetWriter(fh, schema or batch.schema, **PARQUET_OPTIONS)
+                schema = schema or batch.schema
+                writer = pq.ParquetWriter(fh, schema, **PARQUET_OPTIONS)
+            if batch.schema != schema:
+                batch = batch.cast(schema)
             writer.write_batch(batch)
             rows += batch.num_rows
         if writer is None:
+            if schema is None:
+                raise ValueError("an empty stream needs a schema to write")
             writer = pq.ParquetWriter(fh, schema, **PARQUET_OPTIONS)
     finally:
         if writer is not None:

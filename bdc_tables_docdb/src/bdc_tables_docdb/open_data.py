@@ -176,6 +176,7 @@ class LocalOpenData(OpenData):
     """The same accessor over a local copy laid out ``root/<bucket>/<key>`` (offline demo, tests).
 
     Listing and reading follow S3's semantics (lexicographic keys, CommonPrefixes by delimiter).
+    The copy is taken as fixed while the accessor lives: its file list is read once.
     """
 
     def __init__(self, root: str, bucket: str = DEFAULT_BUCKET) -> None:
@@ -184,25 +185,41 @@ class LocalOpenData(OpenData):
         from pathlib import Path
 
         self.root = Path(root)
+        self._keys: dict[str, list[str]] = {}
 
     def __repr__(self) -> str:
         return f"LocalOpenData({str(self.root)!r}, bucket={self.bucket!r})"
 
     def _all_keys(self, bucket: str | None) -> list[str]:
+        """Every key of the bucket, sorted (the tree is walked once per bucket and remembered)."""
         import os
 
-        base = self.root / self._bucket(bucket)
-        keys = []
-        for dirpath, _dirs, files in os.walk(base):
-            for name in files:
-                keys.append(os.path.relpath(os.path.join(dirpath, name), base).replace(os.sep, "/"))
-        return sorted(keys)
+        name = self._bucket(bucket)
+        cached = self._keys.get(name)
+        if cached is None:
+            base = self.root / name
+            cached = sorted(
+                os.path.relpath(os.path.join(dirpath, f), base).replace(os.sep, "/")
+                for dirpath, _dirs, files in os.walk(base) for f in files
+            )
+            self._keys[name] = cached
+        return cached
+
+    def _with_prefix(self, prefix: str, bucket: str | None) -> list[str]:
+        import bisect
+
+        keys = self._all_keys(bucket)
+        start = bisect.bisect_left(keys, prefix)
+        end = start
+        while end < len(keys) and keys[end].startswith(prefix):
+            end += 1
+        return keys[start:end]
 
     def list_common_prefixes(self, prefix: str, *, bucket: str | None = None, delimiter: str = "/") -> list[str]:
         """CommonPrefixes under ``prefix``, as S3 would list them."""
-        found = []
-        for key in self._all_keys(bucket):
-            if key.startswith(prefix) and delimiter in key[len(prefix):]:
+        found: list[str] = []
+        for key in self._with_prefix(prefix, bucket):
+            if delimiter in key[len(prefix):]:
                 cut = key.index(delimiter, len(prefix)) + len(delimiter)
                 if not found or found[-1] != key[:cut]:
                     found.append(key[:cut])
@@ -210,7 +227,7 @@ class LocalOpenData(OpenData):
 
     def list_keys(self, prefix: str, *, bucket: str | None = None) -> list[str]:
         """Keys starting with ``prefix``, sorted."""
-        return [k for k in self._all_keys(bucket) if k.startswith(prefix)]
+        return self._with_prefix(prefix, bucket)
 
     def get_json(self, key: str, *, bucket: str | None = None) -> dict | None:
         """The JSON object at ``key``, ``None`` if absent."""

@@ -44,51 +44,29 @@ EVENTS = "platform_dynamic_foraging_events"
 #: Partition file name: upstream's helpers read ``subject_id=*/*.parquet``.
 PARTITION_FILE = "data.parquet"
 
-#: Whether the framework can stream record batches that carry columns beyond the declared ones.
-#: bdc 0.36's ``Cache.write_partition`` opens the parquet writer with the *declared* schema, so a
-#: stream with extra columns fails ("Table schema does not match schema used to create file").
-#: Until that is fixed, partitions whose files hold undeclared columns (the trials' 80-odd extra
-#: columns) are returned as one table, read file by file without a second copy; partitions
-#: without extra columns (events: all 10 declared) stream. tests/foraging pins this (xfail strict).
-STREAM_EXTRA_COLUMNS = False
+#: Whether partitions whose files hold undeclared columns (the trials' 80-odd extra columns) are
+#: streamed as record batches (the framework writes a stream with the first batch's schema, later
+#: batches cast to it), rather than returned as one table read file by file.
+STREAM_EXTRA_COLUMNS = True
 
 
 # -- sessions ---------------------------------------------------------------------------------
 
 
-def _published(ctx: Any) -> Any:
-    """This table's published parquet as written (not through DuckDB), or ``None`` if absent."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from bdc.errors import ObjectNotFoundError
-
-    key = ctx.cache.layout.table_key(ctx.spec)
-    path = ctx.cache.backend.local_path(key)
-    try:
-        if path is not None:
-            return pq.read_table(path, use_threads=False)
-        return pq.read_table(pa.BufferReader(ctx.cache.backend.read_bytes(key)), use_threads=False)
-    except (FileNotFoundError, ObjectNotFoundError):
-        return None
-
-
 def build_sessions(ctx: Any) -> Any:
-    """The whole upstream session table; the published copy when the source file is unchanged.
+    """The whole upstream session table, or :data:`bdc.UNCHANGED` when the source file did not change.
 
     Returns a :class:`bdc.BuildResult` whose state holds the source fingerprint (base, size,
     modification time of ``session_table.parquet``).
     """
-    from bdc.build import BuildResult
+    from bdc.build import UNCHANGED, BuildResult
 
     source = ForagingSource.open()
     fingerprint = ctx.call(source.session_fingerprint)
     state = {"source": source.base, "fingerprint": fingerprint}
-    if not ctx.full and ctx.state.get("fingerprint") == fingerprint:
-        previous = ctx.call(_published, ctx)
-        if previous is not None:
-            ctx.count("source_unchanged")
-            return BuildResult(data=previous, state=state)
+    if not ctx.full and ctx.state.get("fingerprint") == fingerprint and ctx.cache.is_published(ctx.spec):
+        ctx.count("source_unchanged")
+        return BuildResult(data=UNCHANGED, state=state)
     return BuildResult(data=ctx.call(source.read_sessions), state=state)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from bdc.build import BuildContext, BuildResult, Delta
+from bdc.build import UNCHANGED, BuildContext, BuildResult, Delta
 from bdc.cache import Cache
 from bdc.hookspecs import hookimpl
 from bdc.names import check_partition_value
@@ -189,7 +189,9 @@ def run_partition(task: PartitionTask, cache: Cache | None = None) -> list[Parti
         retries_before = ctx.retries
         try:
             data, _state, side = _unpack(results.get(value))
-            stats = ctx.call(cache.write_partition, spec, value, data)
+            # a one-shot stream cannot be written twice: retry only re-iterable data
+            write = ctx.call if not hasattr(data, "__next__") else (lambda fn, *a: fn(*a))
+            stats = write(cache.write_partition, spec, value, data)
             side_rows = {}
             for side_spec in task.side_specs:
                 side_stats = ctx.call(cache.write_partition, side_spec, value, side.get(side_spec.name))
@@ -203,7 +205,8 @@ def run_partition(task: PartitionTask, cache: Cache | None = None) -> list[Parti
     first = outcomes[0] if outcomes else None
     if isinstance(first, PartitionOutcome):
         fetch_retries = ctx.retries - sum(o.retries for o in outcomes)  # type: ignore[union-attr]
-        outcomes[0] = attrs.evolve(first, retries=first.retries + fetch_retries)
+        if fetch_retries:
+            outcomes[0] = attrs.evolve(first, retries=first.retries + fetch_retries)
     return outcomes
 
 
@@ -331,6 +334,16 @@ class Runner:
         from bdc.frames import conform
 
         data, new_state, side = _unpack(ctx.call(spec.build, ctx))
+        if data is UNCHANGED and self.cache.is_published(spec):
+            tr.status, tr.retries, tr.counters = "unchanged", ctx.retries, dict(ctx.counters)
+            entry = self.cache.registry_entry(spec.name) or {}
+            tr.rows = int((entry.get("build") or {}).get("rows", 0))
+            for s in sides:
+                self.report.table(s.name).status = "unchanged"
+            ctx.call(self.cache.write_state, spec, dict(new_state if new_state is not None else ctx.state))
+            return
+        if data is UNCHANGED:
+            raise ValueError(f"{spec.name}: build returned UNCHANGED but the table was never published")
         if isinstance(data, Delta):
             table = self._merge(spec, ctx, data)
         else:
@@ -405,8 +418,9 @@ class Runner:
                            sides: tuple[TableSpec, ...]) -> None:
         listing = ctx.call(spec.partitions, ctx)
         if isinstance(listing, Mapping):
-            fingerprints = {check_partition_value(str(v) if isinstance(v, int) else v, spec.partition_key or ""): fp
-                            for v, fp in listing.items()}
+            # as the state will store them: a tuple comes back as a list, a date as text
+            fingerprints = {check_partition_value(str(v) if isinstance(v, int) else v, spec.partition_key or ""):
+                            _as_json(fp) for v, fp in listing.items()}
         else:
             fingerprints = {check_partition_value(str(v) if isinstance(v, int) else v, spec.partition_key or ""): None
                             for v in listing}
@@ -417,6 +431,7 @@ class Runner:
                 if fp is None or v not in existing or old.get(v) != fp]
         vanished = sorted(existing - set(fingerprints))
         tr.partitions = len(fingerprints)
+        tr.counters.update(ctx.counters)
         self.progress.partitions_planned(spec.name, len(todo))
         size = spec.batch_size if spec.build_partitions is not None else 1
         known: tuple[TableSpec, ...] = ()
@@ -484,6 +499,15 @@ class Runner:
                 ctx.call(self.cache.delete_partition, side, value)
             tr.partitions_deleted += 1
         ctx.call(self.cache.write_state, spec, state)
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as it reads back from JSON (fingerprints are compared with the saved state)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    import json
+
+    return json.loads(json.dumps(value, default=str))
 
 
 def _sorted(spec: TableSpec, table: Any) -> Any:
