@@ -32,6 +32,7 @@ __all__ = [
     "resolve_docdb_url",
     "iter_pages_by_id",
     "find_in_batches",
+    "projection_with_id",
 ]
 
 #: The AIND DocDB API used when neither ``url`` nor ``$BDC_DOCDB_URL`` is given.
@@ -155,7 +156,7 @@ def make_client(
     )
 
 
-def _projection_with_id(projection: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
+def projection_with_id(projection: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
     """A copy of ``projection`` that keeps ``_id`` (paging needs it), and whether the caller
     excluded ``_id`` (so it must be dropped from the results)."""
     if not projection:
@@ -229,7 +230,7 @@ def iter_pages_by_id(
     ``_id`` values must be of one BSON type (DocDB ids are strings). If ``projection`` excludes
     ``_id``, it is fetched anyway for paging and removed from the yielded records.
     """
-    fetch, drop_id = _projection_with_id(projection)
+    fetch, drop_id = projection_with_id(projection)
     for page in _iter_pages_with_id(client, filter, fetch, page_size):
         if drop_id:
             for record in page:
@@ -255,7 +256,7 @@ def find_in_batches(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     unique = list(dict.fromkeys(values))
-    fetch, drop_id = _projection_with_id(projection)
+    fetch, drop_id = projection_with_id(projection)
     seen: set[Any] = set()
     records: list[dict[str, Any]] = []
     for start in range(0, len(unique), batch_size):

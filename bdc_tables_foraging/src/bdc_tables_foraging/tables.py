@@ -157,34 +157,23 @@ def table_specs() -> list[Any]:
             extra_columns=True,
             build=build_sessions,
         ),
-        TableSpec(
-            name=TRIALS,
-            aliases=("df_trials",),
-            kind="platform",
-            description=("Dynamic-foraging trials, one row per trial, partitioned by subject_id; all "
-                         "upstream columns. session_id joins to the sessions' _session_id."),
-            columns=TRIAL_COLUMNS,
-            extra_columns=True,
-            partition_key=PARTITION_KEY,
-            depends_on=(SESSIONS,),
-            partitions=trial_partitions,
-            build_partition=build_trial_partition,
-            incremental=True,
-            file_name=PARTITION_FILE,
-        ),
-        TableSpec(
-            name=EVENTS,
-            aliases=("df_events",),
-            kind="platform",
-            description=("Dynamic-foraging behavioural events (go cues, licks, rewards, laser), one row "
-                         "per event, partitioned by subject_id. session_id joins to _session_id."),
-            columns=EVENT_COLUMNS,
-            extra_columns=True,
-            partition_key=PARTITION_KEY,
-            depends_on=(SESSIONS,),
-            partitions=event_partitions,
-            build_partition=build_event_partition,
-            incremental=True,
-            file_name=PARTITION_FILE,
-        ),
+        _mirror_spec(TRIALS, "df_trials",
+                     "Dynamic-foraging trials, one row per trial, partitioned by subject_id; all "
+                     "upstream columns. session_id joins to the sessions' _session_id.",
+                     TRIAL_COLUMNS, trial_partitions, build_trial_partition),
+        _mirror_spec(EVENTS, "df_events",
+                     "Dynamic-foraging behavioural events (go cues, licks, rewards, laser), one row "
+                     "per event, partitioned by subject_id. session_id joins to _session_id.",
+                     EVENT_COLUMNS, event_partitions, build_event_partition),
     ]
+
+
+def _mirror_spec(name: str, alias: str, description: str, columns: Any, partitions: Any, build: Any) -> Any:
+    """A partitioned mirror of one upstream hive table (trials or events), incremental by subject."""
+    from bdc import TableSpec
+
+    return TableSpec(
+        name=name, aliases=(alias,), kind="platform", description=description, columns=columns,
+        extra_columns=True, partition_key=PARTITION_KEY, depends_on=(SESSIONS,), partitions=partitions,
+        build_partition=build, incremental=True, file_name=PARTITION_FILE,
+    )

@@ -42,6 +42,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import mongomock
 
+from ..client import projection_with_id
 from .faults import FaultConfig, FaultInjector
 
 __all__ = [
@@ -301,16 +302,6 @@ def _sort_param(params: Mapping[str, str]) -> list[tuple[str, int]] | None:
     return out or None
 
 
-def _projection_with_id(projection: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
-    """A copy of ``projection`` that keeps ``_id``, and whether the caller excluded it."""
-    if not projection:
-        return None, False
-    if projection.get("_id", 1) != 0:
-        return dict(projection), False
-    rest = {k: v for k, v in projection.items() if k != "_id"}
-    return (rest or None), True
-
-
 #: Stages known to build new documents rather than edit their input in place.
 _PURE_STAGES = frozenset({"$match", "$project", "$group", "$sort", "$limit", "$skip", "$count", "$sortByCount"})
 
@@ -365,7 +356,7 @@ def _page_documents(
     """
     if not page_ids:
         return
-    fetch, drop_id = _projection_with_id(projection)
+    fetch, drop_id = projection_with_id(projection)
     store = getattr(coll, "_store", None)
     copy_fields = getattr(coll, "_copy_only_fields", None)
     if store is not None and callable(copy_fields) and hasattr(store, "__getitem__"):

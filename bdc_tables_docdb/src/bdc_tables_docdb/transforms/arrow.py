@@ -2,13 +2,11 @@
 
 ``COLUMNS`` in each transform module is a list of ``(name, type text, description)``. The type
 texts are the ones the framework understands (``"string"``, ``"int64"``, ``"bool"``,
-``"list<string>"``, ``"timestamp[us, tz=UTC]"``, ...). This module parses the subset the DocDB
-transforms use, without importing the framework, so the transforms stay standalone.
+``"list<string>"``, ``"timestamp[us, tz=UTC]"``, ...), parsed by :func:`bdc.arrowtypes.arrow_type`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -20,28 +18,11 @@ __all__ = ["Columns", "arrow_type", "arrow_schema", "column_names", "to_arrow", 
 Columns = Sequence[tuple[str, str, str]]
 """A table's declared columns: ``(name, arrow type text, description)`` in table order."""
 
-_TS = re.compile(r"^timestamp\[(s|ms|us|ns)(?:,\s*tz=([^\]]+))?\]$")
-_SIMPLE = {
-    "string": pa.string(),
-    "bool": pa.bool_(),
-    "int32": pa.int32(),
-    "int64": pa.int64(),
-    "float64": pa.float64(),
-    "date32": pa.date32(),
-}
-
-
 def arrow_type(text: str) -> pa.DataType:
     """Parse a type text (``"list<string>"``, ``"timestamp[us, tz=UTC]"``, ...) to a pyarrow type."""
-    t = text.strip()
-    if t.startswith("list<") and t.endswith(">"):
-        return pa.list_(arrow_type(t[5:-1]))
-    match = _TS.match(t)
-    if match:
-        return pa.timestamp(match[1], tz=match[2])
-    if t in _SIMPLE:
-        return _SIMPLE[t]
-    raise ValueError(f"unsupported column type {text!r}")
+    from bdc.arrowtypes import arrow_type as parse
+
+    return parse(text)
 
 
 def arrow_schema(columns: Columns) -> pa.Schema:
