@@ -35,6 +35,8 @@ def s3_env(s3_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path) -> str:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    # readers' local copies of S3 objects (bdc.backends.readcache): per test, never the user's
+    monkeypatch.setenv("BDC_LOCAL_CACHE_DIR", str(tmp_path / "bdc-local-objects"))
     return s3_server
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bdc.backends import Backend, ObjectInfo, open_backend
 from bdc.catalog import get_catalog
@@ -28,6 +29,9 @@ from bdc.published import (
 from bdc.reader import Source, check_columns, result_arrow, select
 from bdc.spec import TableSpec
 from bdc.versioning import version_folder
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bdc.backends.readcache import LocalObject, ReadThrough
 
 __all__ = ["Cache", "CustomTableNotFoundError"]
 
@@ -90,6 +94,7 @@ class Cache:
         return out
 
     def _data_keys(self, spec: TableSpec, values: list[str] | None) -> list[str]:
+        """The data objects of a read on a local backend (a remote one reads through :meth:`_remote_objects`)."""
         if not spec.partitioned:
             key = self.layout.table_key(spec)
             if not self.backend.exists(key):
@@ -106,13 +111,89 @@ class Cache:
             raise TableNotBuiltError(spec.name, self.url, self.layout.version_folder)
         return sorted(keys)
 
+    def _reader(self) -> ReadThrough | None:
+        """The local read-through cache of a remote backend (``None``: read the backend directly)."""
+        if not self.backend.remote:
+            return None
+        from bdc.backends.readcache import read_through
+
+        return read_through(self.backend)
+
+    def _remote_objects(self, reader: ReadThrough, spec: TableSpec, values: list[str] | None,
+                        needed: Sequence[str] | None) -> list[LocalObject]:
+        """Local copies of the data objects of a read on a remote backend.
+
+        No listing and no existence check: an unpartitioned table or a partition is fetched by
+        the key the layout gives (absent: not built / no such partition, with the registry, itself
+        read through the local cache, telling which); a whole partitioned table is the file list
+        of its registry entry (a listing only for registries written before entries had one).
+        """
+        not_built = TableNotBuiltError(spec.name, self.url, self.layout.version_folder)
+        if not spec.partitioned:
+            found = reader.open(self.layout.table_key(spec), columns=needed)
+            if found is None:
+                raise not_built
+            return [found]
+        if values is not None:
+            keys = [self.layout.partition_key(spec, v) for v in values]
+            opened = reader.open_many(keys, columns=needed)
+            objects = [o for o in opened.values() if o is not None]
+            if not objects and self._entry(spec.name, reader) is None:
+                raise not_built
+            return objects
+        for max_age in (None, 0.0):
+            entry = self._entry(spec.name, reader, max_age)
+            files = entry.get("files") if entry else None
+            if not isinstance(files, list):
+                break
+            expected = {f"{self.layout.version_folder}/{f['path']}": f.get("etag")
+                        for f in files if isinstance(f, dict) and isinstance(f.get("path"), str)}
+            opened = reader.open_many(list(expected), columns=needed, expected=expected)
+            gone = [k for k, o in opened.items() if o is None]
+            if not gone:
+                return [o for o in opened.values() if o is not None]
+            # the registry copy may predate a sync that removed partitions: read it again, once
+        else:
+            raise ReadError(f"The registry of {self.url} lists {reader.backend.uri(gone[0])} for table "
+                            f"{spec.name!r}, but it does not exist (a sync in progress? retry)")
+        keys = sorted(info.key for info in self.partition_objects(spec).values())
+        if not keys and entry is None:
+            raise not_built
+        return [o for o in reader.open_many(keys, columns=needed).values() if o is not None]
+
+    def _scan(self, spec: TableSpec, values: list[str] | None, needed: Sequence[str] | None,
+              label: str) -> tuple[Source | None, list[str]]:
+        """What a read of ``spec`` scans (``None``: no data, e.g. no such partition), and the
+        local copies it uses (empty for local backends)."""
+        reader = self._reader()
+        if reader is None:
+            keys = self._data_keys(spec, values)
+            return (self._source(keys, label, needed) if keys else None), []
+        objects = self._remote_objects(reader, spec, values, needed)
+        if not objects:
+            return None, []
+        return _local_source(objects, label, needed), [o.path for o in objects]
+
     def _source(self, keys: list[str], label: str, columns: Sequence[str] | None = None) -> Source:
+        """What to scan for ``keys``: local files for DuckDB, else the objects read into Arrow.
+
+        A remote backend's objects are read through the local read cache (local files too).
+        """
         paths = [self.backend.local_path(k) for k in keys]
         if all(p is not None for p in paths):
             return Source(files=tuple(paths), label=label)  # type: ignore[arg-type]
+        reader = self._reader()
+        if reader is not None:
+            opened = reader.open_many(keys, columns=columns)
+            missing = [k for k, o in opened.items() if o is None]
+            if missing:
+                raise ObjectNotFoundError(f"{self.url}: no object {missing[0]!r}")
+            return _local_source([o for o in opened.values() if o is not None], label, columns)
         return Source(arrow=self._read_arrow_objects(keys, columns), label=label)
 
     def _read_arrow_objects(self, keys: list[str], columns: Sequence[str] | None) -> Any:
+        """Objects of a backend without local files (memory, or a remote one with the local read
+        cache off) read into one Arrow table."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -151,14 +232,23 @@ class Cache:
             check_columns(spec, list(columns))
         check_columns(spec, list(conditions), "filter column")
         values = self._partition_values(spec, conditions)
-        keys = self._data_keys(spec, values)
-        if not keys:
-            from bdc.frames import empty_table
+        # the columns the query touches: the projection and the filter columns
+        needed = list(dict.fromkeys([*columns, *conditions])) if columns is not None else None
+        label = f"table {spec.name!r} in {self.url}"
+        for attempt in (1, 2):
+            source, copies = self._scan(spec, values, needed, label)
+            if source is None:
+                from bdc.frames import empty_table
 
-            table = empty_table(spec, list(columns) if columns else None)
-            return table if arrow else table.to_pandas()
-        return select(self._source(keys, f"table {spec.name!r} in {self.url}", columns),
-                      columns=columns, where=conditions, limit=limit, spec=spec, arrow=arrow)
+                table = empty_table(spec, list(columns) if columns else None)
+                return table if arrow else table.to_pandas()
+            try:
+                return select(source, columns=columns, where=conditions, limit=limit, spec=spec, arrow=arrow)
+            except ReadError:
+                # another process evicted a local copy between lookup and read: fetch it again
+                if attempt == 2 or not copies or all(os.path.exists(p) for p in copies):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def location(self, name: str, **partition: Any) -> str:
         """The URI of a table's parquet file, folder, or one partition (``subject_id=...``)."""
@@ -196,8 +286,8 @@ class Cache:
     def _create_view(self, cur: Any, name: str) -> None:
         spec = get_catalog().get(name)
         if spec is not None:
-            keys = self._data_keys(spec, None)
-            if not keys:
+            source, _ = self._scan(spec, None, None, name)
+            if source is None:
                 from bdc.frames import empty_table
 
                 cur.from_arrow(empty_table(spec)).create_view(name)
@@ -207,8 +297,7 @@ class Cache:
                 key = self._custom_key_found(name)
             except (CustomTableNotFoundError, InvalidNameError):
                 return  # not ours: DuckDB will report the unknown name
-            keys = [key]
-        source = self._source(keys, name)
+            source = self._source([key], name)
         if source.files:
             cur.read_parquet(list(source.files), union_by_name=True, hive_partitioning=False).create_view(name)
         else:
@@ -217,16 +306,40 @@ class Cache:
     # -- published documents ------------------------------------------------------------------
 
     def registry(self) -> dict[str, Any]:
-        """The published ``cache_registry.json`` of this version."""
-        return read_registry(self.backend, self.layout)
+        """The published ``cache_registry.json`` of this version (always the current one: on a
+        remote cache, one conditional request revalidates the local copy)."""
+        return self._registry(self._reader(), 0.0)
+
+    def _registry(self, reader: ReadThrough | None, max_age: float | None) -> dict[str, Any]:
+        """The registry, through the local read cache of a remote backend (``max_age`` as there).
+
+        A registry that came over the network revalidates the local copies of this version at
+        once: those with the ETag it lists are current, the others are checked on next use.
+        """
+        if reader is None:
+            return read_registry(self.backend, self.layout)
+        view = reader.view(max_age)
+        doc = read_registry(view, self.layout)  # type: ignore[arg-type]
+        if view.fetched:
+            folder = self.layout.version_folder
+            etags = {}
+            for entry in doc["tables"]:
+                for item in (entry.get("files") if isinstance(entry, dict) else None) or []:
+                    if isinstance(item, dict) and isinstance(item.get("path"), str) and isinstance(item.get("etag"), str):
+                        etags[f"{folder}/{item['path']}"] = item["etag"]
+            reader.apply_manifest(f"{folder}/", etags, keep=[self.layout.registry_key])
+        return doc
+
+    def _entry(self, name: str, reader: ReadThrough | None, max_age: float | None = None) -> dict[str, Any] | None:
+        for entry in self._registry(reader, max_age)["tables"]:
+            if entry.get("name") == name:
+                return entry
+        return None
 
     def registry_entry(self, name: str) -> dict[str, Any] | None:
         """The registry entry of one table, if published."""
         spec = self.spec(name)
-        for entry in self.registry()["tables"]:
-            if entry.get("name") == spec.name:
-                return entry
-        return None
+        return self._entry(spec.name, self._reader(), 0.0)
 
     def is_published(self, spec: TableSpec) -> bool:
         """Whether the table has a registry entry in this version."""
@@ -234,17 +347,19 @@ class Cache:
 
     def versions(self) -> list[str]:
         """The version folders of this cache (``cache_versions.json``)."""
-        return read_versions(self.backend)
+        reader = self._reader()
+        return read_versions(reader.view(0.0) if reader is not None else self.backend)  # type: ignore[arg-type]
 
     # -- custom tables ------------------------------------------------------------------------
 
     def _custom_key_found(self, name: str) -> str:
-        key = self.layout.custom_key(name)
-        if self.backend.exists(key):
-            return key
-        legacy = self.layout.legacy_custom_key(name)
-        if self.backend.exists(legacy):
-            return legacy
+        reader = self._reader()
+        for key in (self.layout.custom_key(name), self.layout.legacy_custom_key(name)):
+            if reader is not None:
+                if reader.open(key) is not None:  # fetched now: the read that follows is local
+                    return key
+            elif self.backend.exists(key):
+                return key
         raise CustomTableNotFoundError(name, self.url)
 
     def custom(self, name: str, df: Any = None) -> Any:
@@ -280,18 +395,24 @@ class Cache:
             size = fh.tell()
         return rows, size
 
+    def _store(self, key: str, rows: int, payload: Any) -> tuple[int, int]:
+        """Store an encoded parquet file (see :func:`bdc.frames.conform_encoded`); returns (rows, bytes)."""
+        with self.backend.open_write(key) as fh:
+            fh.write(payload)
+        return rows, payload.size
+
     def write_table(self, spec: TableSpec, data: Any) -> dict[str, int]:
         """Conform and write an unpartitioned table's data (not yet in the registry)."""
-        from bdc.frames import conform
+        from bdc.frames import conform_encoded
 
         if spec.partitioned:
             raise BdcError(f"Table {spec.name!r} is partitioned; use write_partition")
-        rows, size = self._write(self.layout.table_key(spec), conform(spec, data))
+        rows, size = self._store(self.layout.table_key(spec), *conform_encoded(spec, data))
         return {"rows": rows, "bytes": size, "files": 1}
 
     def write_partition(self, spec: TableSpec, value: str, data: Any) -> dict[str, int]:
         """Conform and write one partition (a table, frame, rows or a stream of record batches)."""
-        from bdc.frames import conform, conform_batches
+        from bdc.frames import conform_batches, conform_encoded
 
         value = check_partition_value(value, spec.partition_key or "partition")
         key = self.layout.partition_key(spec, value)
@@ -299,7 +420,7 @@ class Cache:
             schema = None if spec.extra_columns else spec.arrow_schema()  # extras: the first batch's schema
             rows, size = self._write(key, conform_batches(spec, data, value), schema)
         else:
-            rows, size = self._write(key, conform(spec, data, value))
+            rows, size = self._store(key, *conform_encoded(spec, data, value))
         return {"rows": rows, "bytes": size, "files": 1}
 
     def delete_partition(self, spec: TableSpec, value: str) -> None:
@@ -310,9 +431,9 @@ class Cache:
         """Write the column sidecar and the table's registry entry (data must already be written)."""
         sidecar = {"columns": spec.column_names}
         self.backend.write_bytes(self.layout.sidecar_key(spec), json.dumps(sidecar).encode())
-        entry = registry_entry(spec, self.backend, self.layout, build)
+        entry = registry_entry(spec, self.backend, self.layout, build, files=self.published_files(spec))
         with registry_lock:
-            doc = self.registry()
+            doc = read_registry(self.backend, self.layout)  # the stored one, never a local copy
             tables = [e for e in doc["tables"] if e.get("name") != spec.name]
             position = next((i for i, e in enumerate(doc["tables"]) if e.get("name") == spec.name), len(tables))
             tables.insert(position, entry)
@@ -321,6 +442,33 @@ class Cache:
             doc["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             write_registry(self.backend, self.layout, doc)
         return entry
+
+    def published_files(self, spec: TableSpec) -> list[dict[str, Any]]:
+        """The objects a reader of the table needs, for its registry entry: ``path`` (the key
+        relative to the registry's folder: resolve it against the registry's URL, percent-encoding
+        each segment), ``size``, for partitions the partition ``value`` and, on a remote store,
+        the object's ``etag``.
+
+        With it a browser finds every partition file without listing the bucket, and bdc readers
+        revalidate all their local copies of a version with the one registry request. (Local
+        stores get no ETag: theirs is a modification time, which would make the registries of
+        identical builds differ.)
+        """
+        folder = self.layout.version_folder + "/"
+        remote = self.backend.remote
+
+        def item(info: ObjectInfo, **extra: Any) -> dict[str, Any]:
+            out = {**extra, "path": info.key[len(folder):], "size": info.size}
+            if remote and info.etag:
+                out["etag"] = info.etag
+            return out
+
+        if spec.partitioned:
+            return [item(info, value=value) for value, info in sorted(self.partition_objects(spec).items())]
+        try:
+            return [item(self.backend.info(self.layout.table_key(spec)))]
+        except ObjectNotFoundError:
+            return []
 
     def put(self, name: str, data: Any, **build: Any) -> dict[str, Any]:
         """Write a whole table (partitioned tables split by their key) and publish it; for tests."""
@@ -360,6 +508,26 @@ class Cache:
     def write_state(self, spec: TableSpec, state: dict[str, Any]) -> None:
         """Save a table's incremental state (after its data and registry entry are published)."""
         self.backend.write_bytes(self.layout.state_key(spec), json.dumps(state, separators=(",", ":")).encode())
+
+
+def _local_source(objects: Sequence[LocalObject], label: str, columns: Sequence[str] | None) -> Source:
+    """What to scan for local copies: the files (DuckDB reads them as on the file backend), or,
+    when some copy holds only the byte ranges of ``columns``, those columns read into Arrow."""
+    if all(o.complete for o in objects):
+        return Source(files=tuple(o.path for o in objects), label=label)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    for obj in objects:
+        try:
+            parquet = pq.ParquetFile(obj.path)
+            names = parquet.schema_arrow.names
+            tables.append(parquet.read(columns=[c for c in columns if c in names] if columns is not None else None))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ReadError(f"{label}: the local copy {obj.path} is not readable parquet: {exc}") from exc
+    return Source(arrow=tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive"),
+                  label=label)
 
 
 def _is_stream(data: Any) -> bool:

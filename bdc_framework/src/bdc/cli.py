@@ -7,6 +7,8 @@
     bdc get qc --subject-id 692478 --columns name,status --format json
     bdc sql "SELECT project_name, count(*) FROM asset_basics GROUP BY 1"
     bdc versions
+    bdc cache info            # the local copies of remote (S3) objects
+    bdc cache clear
 
 Only the standard library is imported here at start-up: pandas, DuckDB, pyarrow and the plugins
 load when a command needs them, so ``bdc --help`` answers at once. A :class:`bdc.BdcError`
@@ -444,6 +446,42 @@ def _run_location(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_cache(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("info", "clear"),
+                   help="info: what the local read cache holds; clear: delete every local copy")
+    p.add_argument("--json", action="store_true", help="info as JSON")
+
+
+def _run_cache(args: argparse.Namespace) -> int:
+    """The local read-through cache of remote objects (not a cache's published tables)."""
+    from bdc.backends.readcache import get_store, settings
+
+    config = settings()
+    store = get_store(config)
+    if args.action == "clear":
+        gone = store.clear()
+        _out().write(f"removed {gone['objects']} local cop{'y' if gone['objects'] == 1 else 'ies'} "
+                     f"({_human_size(gone['bytes'])}) from {config.root}\n")
+        return 0
+    info = {**store.info(), "ttl_seconds": config.ttl, "enabled": config.enabled}
+    if args.json:
+        import json
+
+        _out().write(json.dumps(info, indent=2) + "\n")
+        return 0
+    lines = [
+        f"local read cache: {info['root']}{'' if config.enabled else '  (off: BDC_LOCAL_CACHE)'}",
+        f"objects:          {info['objects']:,}" + (f" ({info['partial']:,} partial)" if info["partial"] else ""),
+        f"size:             {_human_size(info['bytes'])} of {_human_size(info['max_bytes'])} (BDC_LOCAL_CACHE_MAX)",
+        f"fresh for:        {config.ttl:g} s after each check (BDC_LOCAL_CACHE_TTL)",
+    ]
+    if info["buckets"]:
+        rows = [[b["origin"], b["bucket"], f"{b['objects']:,}", _human_size(b["bytes"])] for b in info["buckets"]]
+        lines += ["", _text_table(rows, ["origin", "bucket", "objects", "size"])]
+    _out().write("\n".join(lines) + "\n")
+    return 0
+
+
 #: The subcommands, in help order. Add an entry to add a command.
 COMMANDS: list[Command] = [
     Command("tables", "list the installed tables", _add_tables, _run_tables),
@@ -453,6 +491,7 @@ COMMANDS: list[Command] = [
     Command("versions", "list the version folders of the cache", _add_nothing, _run_versions),
     Command("registry", "print the published registry of this version (JSON)", _add_nothing, _run_registry),
     Command("location", "print the URI of a table or one partition", _add_location, _run_location),
+    Command("cache", "the local copies of remote (S3) objects: info, clear", _add_cache, _run_cache),
 ]
 
 

@@ -11,6 +11,7 @@ __all__ = [
     "TableNotBuiltError",
     "ObjectNotFoundError",
     "BackendError",
+    "BackendUnavailableError",
     "ReadError",
     "SchemaMismatchError",
     "PluginError",
@@ -62,6 +63,10 @@ class ObjectNotFoundError(BdcError, FileNotFoundError):
 
 class BackendError(BdcError, OSError):
     """A backend operation failed for a reason other than "not found"."""
+
+
+class BackendUnavailableError(BackendError):
+    """The backend could not be reached at all (no network, endpoint down, connection timed out)."""
 
 
 class ReadError(BdcError):

@@ -8,13 +8,16 @@ naming the table and its plugin), casts to the declared types and puts the colum
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from bdc.errors import SchemaMismatchError
 from bdc.spec import TableSpec
 
-__all__ = ["conform", "conform_batches", "to_arrow", "empty_table", "write_parquet", "PARQUET_OPTIONS"]
+__all__ = ["conform", "conform_batches", "conform_encoded", "encode_parquet", "to_arrow", "empty_table",
+           "write_parquet", "PARQUET_OPTIONS"]
 
 #: How every parquet object is written.
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "write_statistics": True}
@@ -169,17 +172,51 @@ def conform_batches(spec: TableSpec, batches: Iterable[Any], partition_value: st
         yield from table.to_batches()
 
 
+#: Tables up to this many rows (in) and bytes (out) are conformed and encoded one at a time per process.
+SMALL_ROWS = 100_000
+SMALL_BYTES = 8 * 1024 * 1024
+_small_turns = threading.RLock()
+
+
+def encode_parquet(table: Any) -> Any:
+    """A table as the bytes of a parquet file (a ``pyarrow.Buffer``), written with :data:`PARQUET_OPTIONS`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, **PARQUET_OPTIONS)
+    return sink.getvalue()
+
+
+def conform_encoded(spec: TableSpec, data: Any, partition_value: str | None = None) -> tuple[int, Any]:
+    """:func:`conform` then :func:`encode_parquet`: ``(rows, parquet bytes)``, ready to store.
+
+    Small tables (a typical partition) take turns here, one thread at a time: their conversion is
+    Python-bound (it holds the GIL), so threads interleaving it only multiply GIL hand-offs, which
+    cost more CPU than the work itself (measured: ~1/3 more wall time for 500-row partitions on
+    16 threads). Storing the bytes happens after, in parallel. Large tables go in parallel (parquet
+    compression releases the GIL).
+    """
+    try:
+        small = len(data) <= SMALL_ROWS
+    except TypeError:  # None or a lazy object: decide on the conformed size
+        small = False
+    with _small_turns if small else contextlib.nullcontext():
+        table = conform(spec, data, partition_value)
+        if table.nbytes <= SMALL_BYTES:
+            return table.num_rows, encode_parquet(table)
+    return table.num_rows, encode_parquet(table)
+
+
 def write_parquet(table_or_batches: Any, fh: Any, schema: Any = None) -> int:
     """Write a table (or a stream of batches with ``schema``) as parquet to ``fh``; returns rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     if isinstance(table_or_batches, pa.Table):
-        # encode into Arrow's own buffer, then one write: a Python file as the sink would be
-        # called back (and the GIL taken) for every page, which stalls parallel partition writes
-        buffer = pa.BufferOutputStream()
-        pq.write_table(table_or_batches, buffer, **PARQUET_OPTIONS)
-        fh.write(buffer.getvalue())
+        # encode into Arrow's own buffer, then one write: with a Python file as the sink, the
+        # encoder calls back into Python (taking the GIL) for every page
+        fh.write(encode_parquet(table_or_batches))
         return table_or_batches.num_rows
     rows = 0
     writer = None

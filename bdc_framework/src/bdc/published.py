@@ -47,8 +47,16 @@ def write_registry(backend: Backend, layout: Layout, doc: dict[str, Any]) -> Non
     add_version(backend, layout.version_folder)
 
 
-def registry_entry(spec: TableSpec, backend: Backend, layout: Layout, build: dict[str, Any] | None) -> dict[str, Any]:
-    """The registry entry of a table: the contract's fields, derived from the spec, plus the build."""
+def registry_entry(
+    spec: TableSpec,
+    backend: Backend,
+    layout: Layout,
+    build: dict[str, Any] | None,
+    files: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The registry entry of a table: the contract's fields, derived from the spec, plus the build
+    and (``files``) the objects a reader needs, relative to the registry (see
+    :meth:`bdc.cache.Cache.published_files`)."""
     entry: dict[str, Any] = {
         "name": spec.name,
         "description": spec.description,
@@ -63,6 +71,8 @@ def registry_entry(spec: TableSpec, backend: Backend, layout: Layout, build: dic
     }
     if build is not None:
         entry["build"] = build
+    if files is not None:
+        entry["files"] = files
     return entry
 
 

@@ -6,9 +6,9 @@ contributed through the ``bdc_backends`` hook; :func:`open_backend` picks one by
 
 from __future__ import annotations
 
-from bdc.backends.base import Backend, ObjectInfo, object_headers
+from bdc.backends.base import Backend, Fetched, ObjectInfo, object_headers
 
-__all__ = ["Backend", "ObjectInfo", "object_headers", "open_backend"]
+__all__ = ["Backend", "Fetched", "ObjectInfo", "object_headers", "open_backend"]
 
 
 def open_backend(url: str) -> Backend:

@@ -11,7 +11,7 @@ import attrs
 
 from bdc.errors import ObjectNotFoundError
 
-__all__ = ["Backend", "ObjectInfo", "object_headers", "PARQUET_CONTENT_TYPE"]
+__all__ = ["Backend", "ObjectInfo", "Fetched", "object_headers", "is_immutable", "PARQUET_CONTENT_TYPE"]
 
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 
@@ -26,26 +26,68 @@ class ObjectInfo:
     etag: str | None = None
 
 
+#: Content types by key suffix (everything else is ``application/octet-stream``).
+_CONTENT_TYPES = {
+    ".pqt": PARQUET_CONTENT_TYPE,
+    ".parquet": PARQUET_CONTENT_TYPE,
+    ".json": "application/json",
+    ".lock": "application/json",
+    ".html": "text/html; charset=utf-8",
+    ".md": "text/markdown; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+    ".csv": "text/csv; charset=utf-8",
+}
+
+#: Written once under a unique name, never changed: any cache may keep it for a year.
+IMMUTABLE = "public, max-age=31536000, immutable"
+#: Rewritten in place by syncs: a cache may keep a copy but must revalidate it (ETag → 304) on
+#: every use, so a browser, a CDN or bdc's local read cache never serves it stale.
+REVALIDATE = "no-cache"
+#: The sync lock: coordination state, never worth caching anywhere.
+NO_STORE = "no-store"
+
+
 def object_headers(key: str) -> dict[str, str]:
     """Content-Type and Cache-Control for an object, from its key.
 
-    Everything bdc rewrites in place (tables, partitions, registry, version index) must never be
-    served stale: browsers and CDNs revalidate (``no-cache`` keeps the ETag check cheap).
-    Run reports are written once and never change.
+    * run reports (``…/_runs/{run_id}.json``) are written once under a unique name: ``immutable``;
+    * the sync lock is ``no-store``;
+    * everything else (tables and partitions, which syncs rewrite in place under the same name;
+      the registry; the version index; sidecars; incremental state; custom tables) is
+      ``no-cache``: it may be stored, but a browser or CDN revalidates it with its ETag
+      before each use (a cheap 304), so it is never served stale. Making tables ``immutable``
+      would need content-addressed names, which the layout shared with existing readers rules out.
     """
-    if key.endswith((".pqt", ".parquet")):
-        content_type = PARQUET_CONTENT_TYPE
-    elif key.endswith(".json"):
-        content_type = "application/json"
-    elif key.endswith(".html"):
-        content_type = "text/html; charset=utf-8"
+    dot = key.rfind(".")
+    content_type = _CONTENT_TYPES.get(key[dot:].lower() if dot > key.rfind("/") else "", "application/octet-stream")
+    name = key.rsplit("/", 1)[-1]
+    if "/_runs/" in f"/{key}":
+        cache_control = IMMUTABLE
+    elif name == "_bdc_sync.lock":
+        cache_control = NO_STORE
     else:
-        content_type = "application/octet-stream"
-    if "/_runs/" in key:
-        cache_control = "public, max-age=31536000, immutable"
-    else:
-        cache_control = "no-cache"
+        cache_control = REVALIDATE
     return {"ContentType": content_type, "CacheControl": cache_control}
+
+
+def is_immutable(key: str) -> bool:
+    """Whether ``key`` is written once and never changed (a copy never needs revalidating)."""
+    return object_headers(key)["CacheControl"] == IMMUTABLE
+
+
+@attrs.frozen
+class Fetched:
+    """What :meth:`Backend.fetch` got: ``status`` 200 (whole object), 206 (a byte range),
+    304 (not modified since ``if_none_match``) or 412 (changed since ``if_match``).
+
+    ``size`` is the size of the whole object, ``written`` the bytes written to the file.
+    """
+
+    status: int
+    etag: str | None = None
+    size: int | None = None
+    written: int = 0
+    start: int = 0
 
 
 class Backend(abc.ABC):
@@ -53,6 +95,10 @@ class Backend(abc.ABC):
 
     #: The URL scheme this backend serves.
     scheme: str = ""
+    #: Whether objects live far away (a network store): readers then go through the local
+    #: read-through cache (:mod:`bdc.backends.readcache`) and the backend implements
+    #: :meth:`fetch` with conditional and ranged requests.
+    remote: bool = False
 
     def __init__(self, url: str):
         self.url = url
@@ -119,6 +165,41 @@ class Backend(abc.ABC):
     def arrow_filesystem(self) -> tuple[Any, str] | None:
         """A ``pyarrow.fs.FileSystem`` and the root path within it, if this backend has one."""
         return None
+
+    def object_id(self, key: str) -> str:
+        """A name of ``key`` unique across stores (the local read cache files copies under it)."""
+        return self.uri(key)
+
+    def fetch(
+        self,
+        key: str,
+        fh: IO[bytes],
+        *,
+        if_none_match: str | None = None,
+        if_match: str | None = None,
+        byte_range: tuple[int, int] | None = None,
+        tail: int | None = None,
+    ) -> Fetched:
+        """Write ``key`` (or bytes ``[start, end)`` of it, or its last ``tail`` bytes) to ``fh``.
+
+        With ``if_none_match`` an unchanged object is not sent (status 304); with ``if_match`` a
+        changed one is not sent (412). :class:`ObjectNotFoundError` if absent. This default
+        reads the whole object and ignores the conditions' savings; remote backends override it.
+        """
+        data = self.read_bytes(key)
+        etag = self.info(key).etag
+        if if_none_match is not None and etag == if_none_match:
+            return Fetched(304, etag, len(data))
+        if if_match is not None and etag != if_match:
+            return Fetched(412, etag, len(data))
+        start, end = 0, len(data)
+        if byte_range is not None:
+            start, end = byte_range[0], min(byte_range[1], len(data))
+        elif tail is not None and tail < len(data):
+            start = len(data) - tail
+        fh.write(data[start:end])
+        whole = start == 0 and end == len(data)
+        return Fetched(200 if whole else 206, etag, len(data), end - start, start)
 
     def join(self, key: str) -> str:
         """Alias of :meth:`uri` kept for readability in callers."""

@@ -1,8 +1,14 @@
 """``s3://bucket/prefix``: a cache in S3 through boto3.
 
 boto3 honours the standard AWS settings (profiles, ``AWS_REGION``, ``AWS_ENDPOINT_URL`` and
-``AWS_ENDPOINT_URL_S3``, ...). Without credentials, reads go unsigned (public buckets). Every object
-is written with the Content-Type and Cache-Control of :func:`bdc.backends.base.object_headers`.
+``AWS_ENDPOINT_URL_S3``, ``AWS_MAX_ATTEMPTS``, ...). Without credentials, reads go unsigned (public
+buckets). Every object is written with the Content-Type and Cache-Control of
+:func:`bdc.backends.base.object_headers`.
+
+Readers do not read objects here directly: :class:`bdc.cache.Cache` reads an S3 cache through the
+local read-through cache (:mod:`bdc.backends.readcache`), which uses :meth:`S3Backend.fetch`
+(conditional and ranged GETs). Every write and delete made here tells that local cache, so this
+machine never serves its old copy of an object this process changed.
 """
 
 from __future__ import annotations
@@ -14,12 +20,32 @@ from collections.abc import Iterator
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from bdc.backends.base import Backend, ObjectInfo, object_headers
-from bdc.errors import BackendError, ObjectNotFoundError
+from bdc.backends.base import Backend, Fetched, ObjectInfo, object_headers
+from bdc.errors import BackendError, BackendUnavailableError, ObjectNotFoundError
 
-__all__ = ["S3Backend", "parse_s3_url"]
+__all__ = ["S3Backend", "parse_s3_url", "endpoint_origin"]
 
 _SPOOL_BYTES = 64 * 1024 * 1024
+_CHUNK = 1024 * 1024
+#: Seconds to wait for a connection: without a network a read falls back to local copies soon.
+_CONNECT_TIMEOUT = 5
+
+
+def endpoint_origin() -> str:
+    """Which S3 service this process talks to, from the environment, without importing boto3.
+
+    ``aws`` for Amazon S3, else the host (and port) of ``AWS_ENDPOINT_URL_S3`` or
+    ``AWS_ENDPOINT_URL``. Local copies of objects are filed under it, so two S3 services with
+    the same bucket names never share copies. (An endpoint set only in an AWS profile file is not
+    seen here: its objects are filed under ``aws``.)
+    """
+    import os
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
+    host = urlsplit(endpoint).netloc if "://" in endpoint else endpoint
+    if not host or host.endswith("amazonaws.com"):
+        return "aws"
+    return host
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -35,10 +61,40 @@ def _is_not_found(exc: Exception) -> bool:
     return code in ("NoSuchKey", "404", "NotFound")
 
 
+def _status(exc: Exception) -> tuple[str, int]:
+    response = getattr(exc, "response", None) or {}
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    return code, int(status)
+
+
+def _is_unreachable(exc: Exception) -> bool:
+    """A failure to talk to the endpoint at all (as opposed to an answer that says no)."""
+    try:
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+        from botocore.exceptions import HTTPClientError
+    except ImportError:  # pragma: no cover - boto3 is a dependency
+        return False
+    return isinstance(exc, (BotoConnectionError, HTTPClientError))
+
+
+def _retries() -> dict[str, Any]:
+    """boto3's retry settings: ``AWS_MAX_ATTEMPTS``/``AWS_RETRY_MODE`` if set, else 3 retries."""
+    import os
+
+    if os.environ.get("AWS_MAX_ATTEMPTS") or os.environ.get("AWS_RETRY_MODE"):
+        out: dict[str, Any] = {"mode": os.environ.get("AWS_RETRY_MODE") or "standard"}
+        if os.environ.get("AWS_MAX_ATTEMPTS"):
+            out["total_max_attempts"] = int(os.environ["AWS_MAX_ATTEMPTS"])
+        return out
+    return {"max_attempts": 3, "mode": "standard"}
+
+
 class S3Backend(Backend):
     """Objects under ``s3://bucket/prefix/``."""
 
     scheme = "s3"
+    remote = True
 
     def __init__(self, url: str, *, client: Any = None):
         self.bucket, self.prefix = parse_s3_url(url)
@@ -56,7 +112,8 @@ class S3Backend(Backend):
                     from botocore.config import Config
 
                     session = boto3.session.Session()
-                    config = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=32)
+                    config = Config(retries=_retries(), max_pool_connections=32,
+                                    connect_timeout=_CONNECT_TIMEOUT)
                     if session.get_credentials() is None:
                         from botocore import UNSIGNED
 
@@ -73,9 +130,73 @@ class S3Backend(Backend):
     def _error(self, action: str, key: str, exc: Exception) -> Exception:
         if _is_not_found(exc):
             return ObjectNotFoundError(f"{self.url}: no object {key!r}")
-        error = BackendError(f"{self.url}: {action} {key!r} failed: {exc}")
+        kind = BackendUnavailableError if _is_unreachable(exc) else BackendError
+        error = kind(f"{self.url}: {action} {key!r} failed: {exc}")
         error.__cause__ = exc
         return error
+
+    def _changed(self, key: str) -> None:
+        """Tell the local read cache that ``key`` was written or deleted by this process."""
+        from bdc.backends.readcache import object_changed
+
+        object_changed(self, key)
+
+    def object_id(self, key: str) -> str:
+        """``{endpoint origin}/{bucket}/{full key}`` (see :func:`endpoint_origin`)."""
+        return f"{endpoint_origin()}/{self.bucket}/{self._key(key)}"
+
+    def fetch(
+        self,
+        key: str,
+        fh: IO[bytes],
+        *,
+        if_none_match: str | None = None,
+        if_match: str | None = None,
+        byte_range: tuple[int, int] | None = None,
+        tail: int | None = None,
+    ) -> Fetched:
+        """One GetObject (conditional with ``If-None-Match``/``If-Match``, ranged with ``Range``),
+        streamed to ``fh``."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
+        if if_none_match is not None:
+            args["IfNoneMatch"] = if_none_match
+        if if_match is not None:
+            args["IfMatch"] = if_match
+        if byte_range is not None:
+            args["Range"] = f"bytes={byte_range[0]}-{byte_range[1] - 1}"
+        elif tail is not None:
+            args["Range"] = f"bytes=-{tail}"
+        try:
+            response = self.client.get_object(**args)
+        except Exception as exc:
+            code, status = _status(exc)
+            if status == 304 or code in ("304", "NotModified"):
+                return Fetched(304, if_none_match)
+            if status == 412 or code in ("412", "PreconditionFailed"):
+                return Fetched(412)
+            if (status == 416 or code == "InvalidRange") and "Range" in args:
+                # a suffix range on an empty object: ask for the whole (empty) object
+                return self.fetch(key, fh, if_none_match=if_none_match, if_match=if_match)
+            raise self._error("reading", key, exc) from exc
+        expected = int(response.get("ContentLength", -1))
+        written = 0
+        try:
+            for chunk in response["Body"].iter_chunks(_CHUNK):
+                fh.write(chunk)
+                written += len(chunk)
+        except Exception as exc:
+            raise self._error("reading", key, exc) from exc
+        if expected >= 0 and written != expected:
+            raise BackendError(f"{self.url}: reading {key!r} failed: got {written} of {expected} bytes")
+        content_range = response.get("ContentRange")
+        if content_range:  # "bytes 100-199/1000"
+            span, _, whole = content_range.partition(" ")[2].partition("/")
+            start = int(span.split("-")[0])
+            size = int(whole) if whole.isdigit() else start + written
+            status = 200 if start == 0 and written == size else 206
+        else:
+            start, size, status = 0, written, 200
+        return Fetched(status, response.get("ETag"), size, written, start)
 
     def read_bytes(self, key: str) -> bytes:
         """GetObject."""
@@ -94,6 +215,8 @@ class S3Backend(Backend):
                 self.client.upload_fileobj(fh, self.bucket, self._key(key), ExtraArgs=object_headers(key))
             except Exception as exc:
                 raise self._error("writing", key, exc) from exc
+            finally:
+                self._changed(key)
 
     def write_bytes(self, key: str, data: bytes) -> None:
         """PutObject with the object's headers."""
@@ -101,6 +224,8 @@ class S3Backend(Backend):
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **object_headers(key))
         except Exception as exc:
             raise self._error("writing", key, exc) from exc
+        finally:
+            self._changed(key)
 
     def info(self, key: str) -> ObjectInfo:
         """HeadObject."""
@@ -130,6 +255,8 @@ class S3Backend(Backend):
         except Exception as exc:
             if not _is_not_found(exc):
                 raise self._error("deleting", key, exc) from exc
+        finally:
+            self._changed(key)
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
         """PutObject with ``If-None-Match: *`` (S3 conditional write)."""
@@ -141,6 +268,7 @@ class S3Backend(Backend):
             if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                 return False
             raise self._error("creating", key, exc) from exc
+        self._changed(key)
         return True
 
     def uri(self, key: str) -> str:

@@ -326,7 +326,8 @@ class Runner:
                 self.progress.table_finished(st)
 
     def _build_info(self, tr: TableReport) -> dict[str, Any]:
-        return {"rows": tr.rows, "partitions": tr.partitions, "bytes": tr.bytes, "run_id": self.run_id,
+        return {"rows": tr.rows, "partitions": tr.partitions, "files": tr.partitions or 1, "bytes": tr.bytes,
+                "run_id": self.run_id,
                 "built_at": utc_now(), "seconds": round(time.time() - (tr.started_at or time.time()), 3),
                 "retries": tr.retries}
 
