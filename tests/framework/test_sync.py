@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -26,7 +27,7 @@ import pytest
 
 import syncplugin
 from bdc.cache import Cache
-from bdc.runner import PlanError, RetryPolicy, RunReport, sync
+from bdc.runner import PlanError, RetryPolicy, RunReport, is_transient, sync
 from bdc.runner.cli import main as sync_main
 from bdc.runner.progress import JsonProgress, LiveProgress, PlainProgress, make_progress
 from bdc.testing import make_spec
@@ -249,6 +250,9 @@ def test_incremental_delta_and_fingerprints_then_full_rebuild_gives_the_same_byt
     assert rows_of(cache, "sync_sessions") == expected_sessions(subjects)
     after = cache.partition_objects(cache.spec("sync_sessions"))
     assert removed not in after and sorted(after) == sorted(subjects)
+    listed = cache.registry_entry("sync_sessions").get("files")
+    if listed is not None:  # a registry that lists the files lists the new set only
+        assert sorted(f["value"] for f in listed) == sorted(subjects)
     assert not Path(cache.backend.local_path(cache.layout.partition_prefix(cache.spec("sync_sessions"), removed))).exists()
     for value in sorted(set(subjects) - {changed, "0099"}):  # untouched partitions are not rewritten
         key = cache.layout.partition_key(cache.spec("sync_sessions"), value)
@@ -296,6 +300,74 @@ def test_fingerprints_compare_as_the_state_stores_them(cache: Cache, bdc_plugin:
 
 
 # -- retries and failures ------------------------------------------------------------------------
+
+
+def _client_error(code: str, status: int) -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
+                       "PutObject")
+
+
+@pytest.mark.parametrize(("error", "transient"), [
+    (syncplugin.SourceHTTPError(429, "Too Many Requests"), True),
+    (syncplugin.SourceHTTPError(503, "Service Unavailable"), True),
+    (syncplugin.SourceHTTPError(500, "Internal Server Error"), True),
+    (syncplugin.SourceHTTPError(404, "Not Found"), False),
+    (syncplugin.SourceHTTPError(400, "Bad Request"), False),
+    (ConnectionResetError(104, "Connection reset by peer"), True),
+    (TimeoutError("timed out"), True),
+    (_client_error("SlowDown", 503), True),
+    (_client_error("AccessDenied", 403), False),
+    (syncplugin.PermanentSourceError("bad record"), False),
+    (KeyError("field"), False),
+])
+def test_transient_or_permanent(error: Exception, transient: bool) -> None:
+    assert is_transient(error) is transient
+
+
+def test_backoff_is_exponential_with_full_jitter_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    policy = RetryPolicy(attempts=5, base=0.1, cap=0.5)
+    rng = random.Random(7)
+    for attempt in range(1, 6):
+        upper = min(0.5, 0.1 * 2 ** (attempt - 1))
+        waits = [policy.delay(attempt, rng) for _ in range(500)]
+        assert all(0 <= w <= upper for w in waits)
+        assert min(waits) < 0.1 * upper and max(waits) > 0.9 * upper  # jitter spreads over the whole range
+
+    slept: list[float] = []
+    monkeypatch.setattr("bdc.runner.retry.time.sleep", slept.append)
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 4:
+            raise ConnectionResetError(104, "reset")
+        return "done"
+
+    assert policy.call(flaky) == "done" and len(calls) == 4
+    assert len(slept) == 3 and all(0 <= w <= min(0.5, 0.1 * 2 ** i) for i, w in enumerate(slept))
+
+    calls.clear()
+    slept.clear()
+
+    def down() -> None:
+        calls.append(1)
+        raise syncplugin.SourceHTTPError(503, "down")
+
+    with pytest.raises(syncplugin.SourceHTTPError):
+        policy.call(down)
+    assert len(calls) == policy.attempts and len(slept) == policy.attempts - 1  # bounded
+
+    calls.clear()
+
+    def broken() -> None:
+        calls.append(1)
+        raise syncplugin.PermanentSourceError("bad")
+
+    with pytest.raises(syncplugin.PermanentSourceError):
+        policy.call(broken)
+    assert len(calls) == 1  # permanent: no retry
 
 
 @pytest.mark.usefixtures("plugin")

@@ -8,6 +8,9 @@
     bdc.sql("SELECT project_name, count(*) FROM asset_basics GROUP BY 1")
 
 Importing ``bdc`` is light: the functions below load pandas, DuckDB and the plugins on first use.
+Any other name is looked up among the functions the installed plugins contribute (the
+``bdc_functions`` hook), so code written for biodata-cache migrates by changing its import:
+``from bdc import qc, unique_project_names`` (see docs/migration.md and :mod:`bdc.legacy`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ _LAZY = {
     "PluginLoadError": "bdc.errors",
     "TableCollisionError": "bdc.errors",
     "LockHeldError": "bdc.errors",
+    "StaleCacheWarning": "bdc.backends.readcache",
+    # the reference package's core one-liners (the table ones come from plugins, see __getattr__)
+    "get_cache_registry": "bdc.legacy",
+    "get_cache_versions": "bdc.legacy",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -71,4 +78,12 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    """Module names, the lazy names and the functions the installed plugins add (``qc``, ...)."""
+    names = set(globals()) | set(_LAZY)
+    try:
+        from bdc.catalog import get_catalog
+
+        names |= set(get_catalog().functions)
+    except Exception:  # a broken plugin must not break dir(bdc) or tab completion
+        pass
+    return sorted(names)

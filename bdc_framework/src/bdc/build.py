@@ -74,7 +74,11 @@ class BuildContext:
         self.counters: dict[str, int] = {}
         self.retries = 0
         self._on_retry = on_retry
-        self.log = logging.getLogger(f"bdc.build.{spec.name}")
+
+    @property
+    def log(self) -> logging.Logger:
+        """The table's logger (``bdc.build.<table>``), looked up when used (not for every partition)."""
+        return logging.getLogger(f"bdc.build.{self.spec.name}")
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call ``fn``, retrying transient errors (HTTP 429/5xx, resets, timeouts) with backoff."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bdc.backends import Backend, ObjectInfo, open_backend
@@ -233,7 +233,7 @@ class Cache:
         check_columns(spec, list(conditions), "filter column")
         values = self._partition_values(spec, conditions)
         # the columns the query touches: the projection and the filter columns
-        needed = list(dict.fromkeys([*columns, *conditions])) if columns is not None else None
+        needed = list(dict.fromkeys([*columns, *conditions])) if columns else None
         label = f"table {spec.name!r} in {self.url}"
         for attempt in (1, 2):
             source, copies = self._scan(spec, values, needed, label)
@@ -427,11 +427,17 @@ class Cache:
         """Remove one partition's files."""
         self.backend.delete_prefix(self.layout.partition_prefix(spec, value))
 
-    def publish(self, spec: TableSpec, build: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Write the column sidecar and the table's registry entry (data must already be written)."""
+    def publish(self, spec: TableSpec, build: dict[str, Any] | None = None, *,
+                leaving: Iterable[str] = ()) -> dict[str, Any]:
+        """Write the column sidecar and the table's registry entry (data must already be written).
+
+        ``leaving``: partition values whose files are still there but are not part of the new set
+        (the sync runner deletes them once this entry is published).
+        """
         sidecar = {"columns": spec.column_names}
         self.backend.write_bytes(self.layout.sidecar_key(spec), json.dumps(sidecar).encode())
-        entry = registry_entry(spec, self.backend, self.layout, build, files=self.published_files(spec))
+        entry = registry_entry(spec, self.backend, self.layout, build,
+                               files=self.published_files(spec, leaving=leaving))
         with registry_lock:
             doc = read_registry(self.backend, self.layout)  # the stored one, never a local copy
             tables = [e for e in doc["tables"] if e.get("name") != spec.name]
@@ -443,7 +449,7 @@ class Cache:
             write_registry(self.backend, self.layout, doc)
         return entry
 
-    def published_files(self, spec: TableSpec) -> list[dict[str, Any]]:
+    def published_files(self, spec: TableSpec, *, leaving: Iterable[str] = ()) -> list[dict[str, Any]]:
         """The objects a reader of the table needs, for its registry entry: ``path`` (the key
         relative to the registry's folder: resolve it against the registry's URL, percent-encoding
         each segment), ``size``, for partitions the partition ``value`` and, on a remote store,
@@ -464,7 +470,9 @@ class Cache:
             return out
 
         if spec.partitioned:
-            return [item(info, value=value) for value, info in sorted(self.partition_objects(spec).items())]
+            gone = set(leaving)
+            return [item(info, value=value) for value, info in sorted(self.partition_objects(spec).items())
+                    if value not in gone]
         try:
             return [item(self.backend.info(self.layout.table_key(spec)))]
         except ObjectNotFoundError:

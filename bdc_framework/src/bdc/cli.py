@@ -338,7 +338,8 @@ def _run_show(args: argparse.Namespace) -> int:
     out.append("")
     sample_filter: dict[str, str] = {}
     if spec.partitioned:  # one partition is enough for a sample (and avoids opening them all)
-        values = sorted(cache.partition_objects(spec))
+        listed = [f.get("value") for f in entry.get("files") or [] if isinstance(f, dict)]
+        values = sorted(v for v in listed if isinstance(v, str)) or sorted(cache.partition_objects(spec))
         if values:
             sample_filter[spec.partition_key] = values[0]
     label = f"{spec.partition_key}={sample_filter[spec.partition_key]}, " if sample_filter else ""
@@ -482,6 +483,24 @@ def _run_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_graph(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("mermaid", "dot"), default="mermaid",
+                   help="Mermaid flowchart (default) or Graphviz DOT")
+    # SUPPRESS: without it, the subcommand's unset --cache would hide `bdc --cache URL graph`
+    p.add_argument("--cache", metavar="URL", default=argparse.SUPPRESS,
+                   help="also show each table's last build status and age in this cache")
+
+
+def _run_graph(args: argparse.Namespace) -> int:
+    """The table dependency graph from the catalog (with build status when a cache is given)."""
+    from bdc.graph import render, table_status
+
+    specs = list(_catalog())
+    status = table_status(_open_cache(args), specs) if args.cache else None
+    _out().write(render(specs, args.format, status) + "\n")
+    return 0
+
+
 #: The subcommands, in help order. Add an entry to add a command.
 COMMANDS: list[Command] = [
     Command("tables", "list the installed tables", _add_tables, _run_tables),
@@ -492,6 +511,8 @@ COMMANDS: list[Command] = [
     Command("registry", "print the published registry of this version (JSON)", _add_nothing, _run_registry),
     Command("location", "print the URI of a table or one partition", _add_location, _run_location),
     Command("cache", "the local copies of remote (S3) objects: info, clear", _add_cache, _run_cache),
+    Command("graph", "print the table dependency graph (Mermaid or DOT), with build status given --cache",
+            _add_graph, _run_graph),
 ]
 
 

@@ -6,7 +6,8 @@ costs one request, not a whole sweep.
 
 * :func:`sweep` pages a filter by ``_id`` (stable under concurrent writes, no growing ``skip``).
 * :func:`fetch_by` looks values up with one aggregate ``$match``/``$in`` per batch (as the client's
-  own ``fetch_records_by_filter_list``); a gateway "payload too large" answer halves the batch.
+  own ``fetch_records_by_filter_list``); a gateway "payload too large" answer halves the batch,
+  down to a paged find for one value.
 * :func:`modified_listing` lists every ``_id`` with its ``_last_modified`` in one aggregate
   (split on 413); the asset_basics build does it once per run.
 """
@@ -81,31 +82,43 @@ def fetch_by(
     values: Iterable[Any],
     projection: Mapping[str, Any] | None,
     batch_size: int = 100,
+    *,
+    paged_fallback: bool = True,
 ) -> list[dict[str, Any]]:
     """Records whose ``field`` is in ``values``: one aggregate ``$match $in`` per batch.
 
-    A 413 (payload too large) splits the batch in two and goes on; one value that is still too
-    large raises.
+    A 413 (payload too large) splits the batch in two and goes on; the smaller size is kept for
+    the batches that follow, so a gateway cap costs one failed request per halving, not one per
+    batch. When a single value's records are still too large for one aggregate response (a
+    subject with hundreds of assets, say), that value is fetched with a paged find instead
+    (``paged_fallback``; :func:`sweep` copes with short pages and halves its page on 413), so
+    nothing is truncated; only one record larger than the cap raises. A record matched by
+    several batches (an array field) is returned once.
     """
     import requests
 
-    pending = [list(dict.fromkeys(v for v in values if v is not None))]
-    pending = [p[i:i + batch_size] for p in pending for i in range(0, len(p), batch_size)]
+    unique = list(dict.fromkeys(v for v in values if v is not None))
+    size = max(1, batch_size)
+    start = 0
     seen: set[Any] = set()
     out: list[dict[str, Any]] = []
-    while pending:
-        batch = pending.pop(0)
+    while start < len(unique):
+        batch = unique[start:start + size]
         pipeline: list[dict[str, Any]] = [{"$match": {field: {"$in": batch}}}]
         if projection:
             pipeline.append({"$project": dict(projection)})
         try:
-            records = aggregate(source, pipeline)
+            records: Iterable[dict[str, Any]] = aggregate(source, pipeline)
         except requests.HTTPError as exc:
-            if _status(exc) == 413 and len(batch) > 1:
-                half = len(batch) // 2
-                pending[:0] = [batch[:half], batch[half:]]
+            if _status(exc) != 413:
+                raise
+            if len(batch) > 1:
+                size = max(1, len(batch) // 2)
                 continue
-            raise
+            if not paged_fallback:
+                raise
+            records = sweep(source, {field: batch[0]}, projection or {})
+        start += len(batch)
         for record in records:
             rid = record.get("_id")
             if rid is not None and rid in seen:

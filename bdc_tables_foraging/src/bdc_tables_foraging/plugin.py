@@ -1,6 +1,7 @@
 """The bdc plugin of bdc-tables-foraging (entry point ``foraging`` in the group ``bdc``).
 
-Declares the three dynamic-foraging mirrors and an offline demo source. Loading it is cheap:
+Declares the three dynamic-foraging mirrors, their one-liners (``bdc.platform_dynamic_foraging_trials``)
+and an offline demo source. Loading it is cheap:
 specs only, nothing is read until a sync runs.
 """
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from bdc.hookspecs import hookimpl
 
-__all__ = ["bdc_tables", "bdc_demo_sources"]
+__all__ = ["bdc_tables", "bdc_functions", "bdc_demo_sources"]
 
 
 @hookimpl
@@ -19,6 +20,14 @@ def bdc_tables() -> list[Any]:
     from bdc_tables_foraging.tables import table_specs
 
     return table_specs()
+
+
+@hookimpl
+def bdc_functions() -> list[Any]:
+    """The reference's one-liners: ``from bdc import platform_dynamic_foraging_trials``."""
+    from bdc_tables_foraging.functions import function_specs
+
+    return function_specs()
 
 
 @hookimpl

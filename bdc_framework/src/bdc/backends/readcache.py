@@ -177,6 +177,8 @@ class LocalStore:
         self._conn: Any = None
         self._pid = 0
         self._thread_locks = [threading.Lock() for _ in range(_STRIPES)]
+        #: The last eviction left the store over its bound (objects of that read were pinned).
+        self.over_bound = False
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r}, max_bytes={self.max_bytes})"
@@ -195,11 +197,15 @@ class LocalStore:
             self.root.mkdir(parents=True, exist_ok=True)
             try:
                 conn = self._connect()
-            except sqlite3.DatabaseError:  # not a database (corrupt): start afresh
+            except sqlite3.DatabaseError:  # not a database (corrupt): start afresh, copies too
                 for suffix in ("", "-wal", "-shm"):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(f"{self.index_path}{suffix}")
-                conn = self._connect()
+                self._remove_copies()
+                try:
+                    conn = self._connect()
+                except sqlite3.Error as exc:
+                    raise LocalCacheError(f"The local read cache index {self.index_path} is unusable: {exc}") from exc
             self._conn, self._pid = conn, os.getpid()
         return self._conn
 
@@ -224,19 +230,29 @@ class LocalStore:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Any]:
+        import sqlite3
+
         with self._lock:
-            conn = self._db()
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn = self._db()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise LocalCacheError(f"The local read cache index {self.index_path} failed: {exc}") from exc
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        import sqlite3
+
         with self._lock:
-            return self._db().execute(sql, params).fetchall()
+            try:
+                return self._db().execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise LocalCacheError(f"The local read cache index {self.index_path} failed: {exc}") from exc
 
     # lookups ------------------------------------------------------------------------------------
 
@@ -285,8 +301,9 @@ class LocalStore:
     def _relative_path(self, oid: str, etag: str | None) -> str:
         tag = hashlib.sha1((etag or "").encode()).hexdigest()[:12]
         parts = oid.split("/")
+        rest = "/".join(parts[1:])
         safe = (all(p and p not in (".", "..") and len(p) < 200 for p in parts) and len(oid) < 900
-                and not any(c in oid for c in '\\\x00<>"|?*'))
+                and not any(c in rest for c in ':\\\x00<>"|?*'))
         if not safe:
             return f"_hashed/{hashlib.sha1(oid.encode()).hexdigest()}.{tag}"
         parts[0] = parts[0].replace(":", "_")
@@ -371,20 +388,23 @@ class LocalStore:
                 conn.executemany("UPDATE objects SET validated = 0 WHERE id = ?", rows)
 
     def apply_manifest(self, prefix: str, etags: Mapping[str, str], keep: Iterable[str] = ()) -> int:
-        """Copies under ``prefix`` whose ETag is in ``etags`` are current now; others go stale.
-
-        Ids in ``keep`` are left as they are. Returns how many copies stayed (or became) fresh.
+        """A registry just read lists ``etags``: copies under ``prefix`` with the listed ETag are
+        current now, every other copy under it goes stale, and so does a remembered absence of an
+        object the registry lists. (``keep`` ids are left alone.) Returns how many copies are fresh.
         """
         now = time.time()
         keep = list(keep)
         marks = ", ".join("?" for _ in keep) or "''"
         with self._transaction() as conn:
-            conn.execute(f"UPDATE objects SET validated = 0 WHERE id >= ? AND id < ? AND id NOT IN ({marks})",
-                         (prefix, prefix + "\U0010ffff", *keep))
+            conn.execute(f"UPDATE objects SET validated = 0 WHERE id >= ? AND id < ? AND path IS NOT NULL "
+                         f"AND id NOT IN ({marks})", (prefix, prefix + "\U0010ffff", *keep))
             before = conn.total_changes
             conn.executemany("UPDATE objects SET validated = ? WHERE id = ? AND etag = ?",
                              [(now, oid, etag) for oid, etag in etags.items()])
-            return conn.total_changes - before
+            fresh = conn.total_changes - before
+            conn.executemany("UPDATE objects SET validated = 0 WHERE id = ? AND path IS NULL",
+                             [(oid,) for oid in etags])
+            return fresh
 
     # size bound ---------------------------------------------------------------------------------
 
@@ -397,6 +417,7 @@ class LocalStore:
         victims: list[str] = []
         with self._transaction() as conn:
             used = conn.execute("SELECT COALESCE(SUM(stored), 0) FROM objects").fetchone()[0]
+            self.over_bound = False
             if used <= self.max_bytes:
                 return 0
             rows = conn.execute("SELECT id, path, stored FROM objects WHERE path IS NOT NULL ORDER BY accessed").fetchall()
@@ -410,9 +431,21 @@ class LocalStore:
                 victims.append(path)
                 used -= stored
             conn.executemany("DELETE FROM objects WHERE id = ?", doomed)
+            # still over (the pinned read alone is bigger): trim again after this process's next read
+            self.over_bound = used > self.max_bytes
         for path in victims:
             self._unlink(path)
+        self._sweep_temp()
         return len(victims)
+
+    def _sweep_temp(self, older_than: float = 3600.0) -> None:
+        """Remove temporary files left by downloads that died (a crashed process) an hour ago."""
+        cutoff = time.time() - older_than
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.root / _TMP):
+                with contextlib.suppress(OSError):
+                    if entry.stat().st_mtime < cutoff:
+                        os.unlink(entry.path)
 
     def _unlink(self, rel: str) -> None:
         path = self.root / rel
@@ -449,14 +482,19 @@ class LocalStore:
 
     def clear(self) -> dict[str, int]:
         """Delete every copy and the index entries; returns how many objects and bytes went."""
-        import shutil
-
         if not self.root.exists():
             return {"objects": 0, "bytes": 0}
         with self._transaction() as conn:
             count, used = conn.execute(
                 "SELECT COUNT(path), COALESCE(SUM(stored), 0) FROM objects").fetchone()
             conn.execute("DELETE FROM objects")
+        self._remove_copies()
+        return {"objects": int(count), "bytes": int(used)}
+
+    def _remove_copies(self) -> None:
+        """Delete every file of the store but the index and the lock files."""
+        import shutil
+
         for child in self.root.iterdir():
             if child.name.startswith(_INDEX) or child.name == _LOCKS:
                 continue
@@ -465,7 +503,6 @@ class LocalStore:
             else:
                 with contextlib.suppress(OSError):
                     child.unlink()
-        return {"objects": int(count), "bytes": int(used)}
 
     # locking ------------------------------------------------------------------------------------
 
@@ -593,6 +630,8 @@ class ReadThrough:
         if used:
             self.store.touch(used, now)
         if not pending:
+            if self.store.over_bound:
+                self.store.evict(ids.values())
             return out
         pinned = set(ids.values())
         stale: list[str] = []
@@ -631,13 +670,18 @@ class ReadThrough:
 
     def read_bytes(self, key: str, *, max_age: float | None = None) -> tuple[bytes, bool]:
         """The bytes of ``key`` and whether they just came over the network; :class:`ObjectNotFoundError` if absent."""
-        local = self.open(key, max_age=max_age)
-        if local is None:
-            raise ObjectNotFoundError(f"{self.backend.url}: no object {key!r}")
-        try:
-            return Path(local.path).read_bytes(), local.fetched
-        except OSError as exc:
-            raise ReadError(f"Reading the local copy {local.path} of {self.backend.uri(key)} failed: {exc}") from exc
+        for attempt in (1, 2):
+            local = self.open(key, max_age=max_age)
+            if local is None:
+                raise ObjectNotFoundError(f"{self.backend.url}: no object {key!r}")
+            try:
+                return Path(local.path).read_bytes(), local.fetched
+            except FileNotFoundError:  # evicted by another process just now: fetch it again
+                if attempt == 2:
+                    raise ReadError(f"The local copy {local.path} of {self.backend.uri(key)} keeps vanishing") from None
+            except OSError as exc:
+                raise ReadError(f"Reading the local copy {local.path} of {self.backend.uri(key)} failed: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def view(self, max_age: float | None = None) -> ReadView:
         """A read-only backend-like view (``read_bytes``, ``uri``) reading through this cache."""

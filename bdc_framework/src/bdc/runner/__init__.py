@@ -12,7 +12,7 @@ from bdc.runner.plan import Plan, PlanError, make_plan
 from bdc.runner.report import RunReport, TableReport
 from bdc.runner.retry import RetryPolicy, TransientError, is_transient
 
-__all__ = ["sync", "Plan", "PlanError", "make_plan", "RunReport", "TableReport", "RetryPolicy",
+__all__ = ["sync", "write_report", "Plan", "PlanError", "make_plan", "RunReport", "TableReport", "RetryPolicy",
            "TransientError", "is_transient", "open_executor"]
 
 
@@ -40,6 +40,7 @@ def sync(
     scheduler: str | None = None,
     retry: RetryPolicy | None = None,
     report: str | None = None,
+    report_html: str | None = None,
     progress: Any = "none",
     lock: bool = True,
     version: str | None = None,
@@ -48,8 +49,11 @@ def sync(
 
     Returns the :class:`RunReport` (or the :class:`Plan` with ``dry_run``). ``only``/``exclude`` take
     names, aliases or glob patterns; ``full`` ignores incremental state; ``executor`` is a name
-    (``threads``, ``processes``, ``dask``) or an executor object; ``report`` also writes the JSON
-    report to that path. Holding the cache's lock, a second sync raises :class:`bdc.LockHeldError`.
+    (``threads``, ``processes``, ``dask``) or an executor object; ``report`` also writes the
+    report to that path: JSON, or the HTML page of :mod:`bdc.runner.html` when the path ends in
+    ``.html``/``.htm``; ``report_html`` writes the HTML page too (so one run can leave both). The
+    JSON report is always written into the cache as well (``bdc-vX.Y/_runs/{run_id}.json``).
+    Holding the cache's lock, a second sync raises :class:`bdc.LockHeldError`.
     """
     from bdc.cache import Cache
     from bdc.catalog import get_catalog
@@ -77,7 +81,19 @@ def sync(
             guard.release()
         if isinstance(executor, str):
             pool.close()
-    if report:
-        with open(report, "w", encoding="utf-8") as fh:
-            fh.write(result.to_json())
+    write_report(result, report, report_html)
     return result
+
+
+def write_report(result: RunReport, path: str | None = None, html_path: str | None = None) -> None:
+    """Write the run report to ``path`` (HTML if it ends in ``.html``/``.htm``, else JSON) and as HTML to ``html_path``."""
+    from bdc.runner.html import write_html
+
+    if path:
+        if str(path).lower().endswith((".html", ".htm")):
+            write_html(result, path)
+        else:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(result.to_json())
+    if html_path:
+        write_html(result, html_path)

@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", default="threads", help="threads (default), processes, dask, or a plugin's executor")
     p.add_argument("--scheduler", metavar="ADDRESS", help="with --executor dask: an existing scheduler (tcp://host:8786)")
     p.add_argument("--workers", type=int, metavar="N", help="parallel partition builds (default: 8 per core, at most 32)")
-    p.add_argument("--report", metavar="FILE", help="also write the JSON run report here")
+    p.add_argument("--report", metavar="FILE", help="also write the run report here: JSON, or a self-contained HTML page (timeline, rows, bytes) when FILE ends in .html")
+    p.add_argument("--report-html", metavar="FILE", help="also write the run report as a self-contained HTML page here")
     p.add_argument("--json", action="store_true", help="structured JSON log lines instead of the live display")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--demo", action="store_true", help="start the installed plugins' offline demo sources (bundled data, no network) first")
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = sync(
                 args.cache, only=args.only, exclude=args.exclude, no_deps=args.no_deps, full=args.full,
                 dry_run=args.dry_run, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
-                report=args.report, progress=progress, version=args.cache_version,
+                report=args.report, report_html=args.report_html, progress=progress, version=args.cache_version,
             )
     except LockHeldError as exc:
         print(f"bdc-sync: {exc}", file=sys.stderr)

@@ -485,14 +485,14 @@ class Runner:
             ctx.call(self.cache.write_state, spec, state)  # done partitions are not redone next time
             return
         tr.status = "ok" if (todo or vanished or not self.cache.is_published(spec)) else "unchanged"
-        if tr.status == "ok":
-            ctx.call(self.cache.publish, spec, self._build_info(tr))
+        if tr.status == "ok":  # the new set, without the vanished partitions (still there for current readers)
+            ctx.call(self.cache.publish, spec, self._build_info(tr), leaving=vanished)
         for side in sides:
             st = self.report.table(side.name)
             st.status, st.plugin, st.partitions, st.started_at = tr.status, side.plugin, tr.partitions, tr.started_at
             st.rows = side_rows[side.name]
             if tr.status == "ok":
-                ctx.call(self.cache.publish, side, self._build_info(st))
+                ctx.call(self.cache.publish, side, self._build_info(st), leaving=vanished)
         # vanished partitions go only once the new set is published (and never on a failed build)
         for value in vanished:
             ctx.call(self.cache.delete_partition, spec, value)

@@ -10,6 +10,11 @@ from bdc_tables_docdb.tables.incremental import basics_map, changed_ids
 
 __all__ = ["specs", "build_asset_basics", "build_metadata_core", "build_source_data", "build_unique"]
 
+#: Ids per ``$in`` request of an incremental asset_basics build. Its projection is small (a few
+#: hundred bytes to a few kB a record), so 500 records stay far below a gateway's payload cap;
+#: a 413 halves the batch anyway.
+ID_BATCH_SIZE = 500
+
 _CORE_FIELDS = ("subject", "data_description", "procedures", "instrument", "acquisition", "processing",
                 "quality_control")
 
@@ -29,17 +34,55 @@ def build_asset_basics(ctx: Any) -> Any:
         return rows
     cached = dict(zip(previous.column("_id").to_pylist(), previous.column("_last_modified").to_pylist()))
     fetch, drop = changed_ids(cached, modified_listing(source))
-    records = fetch_by(source, "_id", fetch, PROJECTION)
+    records = fetch_by(source, "_id", fetch, PROJECTION, batch_size=ID_BATCH_SIZE)
     ctx.count("records_fetched", len(records))
     ctx.count("records_dropped", len(drop))
     return Delta(upserts=[basics_row(r, problems) for r in records], deletes=drop)
 
 
 def finalize_asset_basics(table: Any) -> Any:
-    """The table-wide first-name merge (§1.4), recomputed over every row."""
-    from bdc_tables_docdb.transforms.asset_basics import finalize_basics
+    """The table-wide first-name merge (§1.4), recomputed over every row.
 
-    return finalize_basics(table.to_pylist())
+    Same result as :func:`~bdc_tables_docdb.transforms.asset_basics.finalize_basics`, computed on
+    the two raw name columns only: the other columns pass through as Arrow data (no round trip
+    through Python dicts), and each distinct raw list is normalised once (asset_basics has
+    ~10^5 rows but a few thousand distinct name lists). This runs on every build, incremental
+    ones included, so it must stay cheap next to the few records an incremental run fetches.
+    """
+    import pyarrow as pa
+
+    from bdc_tables_docdb.transforms.names import first_name_map, normalize_experimenters
+
+    def normalized(column: str) -> list[list[str]]:
+        memo: dict[Any, list[str]] = {}
+        out = []
+        for value in table.column(column).to_pylist():
+            key = tuple(value) if isinstance(value, list) else value
+            if key not in memo:
+                memo[key] = normalize_experimenters(value)
+            out.append(memo[key])
+        return out
+
+    experimenters, investigators = normalized("experimenters"), normalized("investigators")
+    seen: dict[tuple[str, ...], None] = {}
+    for names in (*experimenters, *investigators):
+        seen.setdefault(tuple(names))
+    mapping = first_name_map(n for names in seen for n in names)
+
+    def rewrite(rows: list[list[str]]) -> Any:
+        memo: dict[tuple[str, ...], list[str]] = {}
+        out = []
+        for names in rows:
+            key = tuple(names)
+            if key not in memo:
+                memo[key] = list(dict.fromkeys(mapping.get(n, n) for n in names))
+            out.append(memo[key])
+        return pa.array(out, type=pa.list_(pa.string()))
+
+    for column, rows in (("experimenters_normalized", experimenters), ("investigators_normalized", investigators)):
+        index = table.schema.get_field_index(column)
+        table = table.set_column(index, pa.field(column, pa.list_(pa.string())), rewrite(rows))
+    return table
 
 
 _CORE_PROJECT = {
@@ -51,34 +94,54 @@ _CORE_PROJECT = {
 
 def build_metadata_core(ctx: Any) -> Any:
     """Which core fields each record has, computed by DocDB (no record is shipped whole)."""
-    from bdc_tables_docdb.fetch import aggregate, fetch_by, source_for
+    from bdc_tables_docdb.fetch import source_for
 
     source = source_for(ctx)
     current = basics_map(ctx)
     seen = ctx.state.get("seen") if ctx.previous(columns=["_id"]) is not None else None
     if seen is None:
-        rows: list[dict[str, Any]] = []
-        last = None
-        while True:
-            match = [{"$match": {"_id": {"$gt": last}}}] if last is not None else []
-            page = aggregate(source, [*match, {"$sort": {"_id": 1}}, {"$limit": 5000}, {"$project": _CORE_PROJECT}])
-            rows.extend(page)
-            if len(page) < 5000:
-                break
-            last = page[-1]["_id"]
-        return BuildResult(rows, state={"seen": current})
+        return BuildResult(_core_pages(source), state={"seen": current})
     fetch, drop = changed_ids(seen, current)
     rows = _core_by_ids(source, fetch)
     return BuildResult(Delta(upserts=rows, deletes=drop), state={"seen": current})
 
 
-def _core_by_ids(source: Any, ids: list[str]) -> list[dict[str, Any]]:
+#: Rows per aggregate page of a full metadata_core build (halved on HTTP 413).
+CORE_PAGE_SIZE = 5000
+
+
+def _core_pages(source: Any, page_size: int = CORE_PAGE_SIZE) -> list[dict[str, Any]]:
+    """Every record's core-field flags, in ``_id`` ranges (``$match _id > last``, ``$sort``, ``$limit``).
+
+    A gateway "payload too large" answer halves the page size for the rest of the build.
+    """
+    import requests
+
     from bdc_tables_docdb.fetch import aggregate
 
-    out = []
-    for i in range(0, len(ids), 100):
-        out.extend(aggregate(source, [{"$match": {"_id": {"$in": ids[i:i + 100]}}}, {"$project": _CORE_PROJECT}]))
-    return out
+    rows: list[dict[str, Any]] = []
+    last = None
+    size = page_size
+    while True:
+        match = [{"$match": {"_id": {"$gt": last}}}] if last is not None else []
+        try:
+            page = aggregate(source, [*match, {"$sort": {"_id": 1}}, {"$limit": size}, {"$project": _CORE_PROJECT}])
+        except requests.HTTPError as exc:
+            if getattr(exc.response, "status_code", None) == 413 and size > 1:
+                size //= 2
+                continue
+            raise
+        rows.extend(page)
+        if len(page) < size:
+            return rows
+        last = page[-1]["_id"]
+
+
+def _core_by_ids(source: Any, ids: list[str]) -> list[dict[str, Any]]:
+    """Core-field flags of the records ``ids`` (batched ``$in``, split on 413)."""
+    from bdc_tables_docdb.fetch import fetch_by
+
+    return fetch_by(source, "_id", ids, _CORE_PROJECT, batch_size=ID_BATCH_SIZE, paged_fallback=False)
 
 
 def _source_rows(records: Any) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from bdc import BuildResult, TableSpec
 
 __all__ = ["specs", "qc_partitions", "build_qc_batch", "build_platform_qc", "build_time_to_qc", "basics_frame"]
 
-#: Subjects fetched per DocDB request (one ``$in`` query, paged by ``_id``).
+#: Subjects fetched per DocDB request (one ``$in`` aggregate; halved on HTTP 413).
 QC_SUBJECTS_PER_REQUEST = 100
 
 
@@ -45,12 +45,19 @@ def qc_partitions(ctx: Any) -> dict[str, str]:
 
 
 def build_qc_batch(ctx: Any, subjects: list[str]) -> dict[str, BuildResult]:
-    """QC rows and tag statuses for many subjects from one paged ``$in`` query (no truncation, D3)."""
-    from bdc_tables_docdb.fetch import source_for, sweep
+    """QC rows and tag statuses for many subjects from one ``$in`` aggregate (no limit, D3).
+
+    One request for the whole batch of subjects (:data:`QC_SUBJECTS_PER_REQUEST`); a gateway
+    "payload too large" answer halves the batch (see :func:`~bdc_tables_docdb.fetch.fetch_by`).
+    An aggregate answers in one response, so there is no trailing empty page to ask for, unlike
+    a paged find.
+    """
+    from bdc_tables_docdb.fetch import fetch_by, source_for
     from bdc_tables_docdb.transforms.quality_control import PROJECTION, qc_rows, qc_tag_status_rows
 
     records: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for record in sweep(source_for(ctx), {"subject.subject_id": {"$in": subjects}}, PROJECTION):
+    fetched = fetch_by(source_for(ctx), "subject.subject_id", subjects, PROJECTION, batch_size=len(subjects))
+    for record in sorted(fetched, key=lambda r: str(r.get("_id"))):
         subject = (record.get("subject") or {}).get("subject_id")
         records[subject].append(record)
     out = {}
