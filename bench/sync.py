@@ -15,8 +15,10 @@ quality-control table (one partition per subject, ids like ``"0001234"`` kept as
 * ``noop_resync_s``: a second sync right after a first one, nothing changed, of an incremental
   table of 2,000 fingerprinted partitions (≤ 2).
 
-Timings are medians over ``--runs`` runs (default 3), each into a fresh cache folder; the long
-sequential loop runs once, between the first and the second sync.
+Timings are medians over ``--runs`` runs (default 3), each into a fresh cache folder, after a small
+untimed warm-up sync; the long sequential loop runs once, between the first and the second sync.
+CPU seconds and the load average are printed as context: other work on the 2 cores skews the
+ratio (the sync is CPU-bound, the sequential loop mostly sleeps).
 """
 
 from __future__ import annotations
@@ -143,27 +145,38 @@ class BenchPlugin:
 # -- the measurements ---------------------------------------------------------------------------
 
 
-def sequential(root: Path, work: Workload) -> float:
-    """The reference: build each partition and write it with pandas, one after the other."""
-    started = time.perf_counter()
+def sequential(root: Path, work: Workload) -> tuple[float, float]:
+    """The reference: build each partition and write it with pandas, one after the other.
+
+    Returns (wall seconds, CPU seconds).
+    """
+    started, cpu = time.perf_counter(), time.process_time()
     for sid in subject_ids(work.partitions):
         frame = build_partition(work, None, sid)
         folder = root / "bdc-v0.36" / "bench_seq" / f"subject_id={sid}"
         folder.mkdir(parents=True, exist_ok=True)
         frame.to_parquet(folder / "data.pqt", index=False)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
-def timed_sync(url: str, table: str, **options: Any) -> tuple[float, Any]:
-    """``bdc.sync`` of one table; returns (seconds, report)."""
+def timed_sync(url: str, table: str, **options: Any) -> tuple[float, Any, float]:
+    """``bdc.sync`` of one table; returns (wall seconds, report, CPU seconds)."""
     import bdc
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     report = bdc.sync(url, only=[table], **options)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     if not report.ok:
         raise SystemExit(f"sync of {table} failed:\n{report.summary()}")
-    return seconds, report
+    return seconds, report, cpu
+
+
+def load_average() -> str:
+    """The 1-minute load average (other work on the machine skews every figure here)."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:  # pragma: no cover - not on every platform
+        return "?"
 
 
 def median(values: list[float]) -> float:
@@ -193,27 +206,31 @@ def main(argv: list[str] | None = None) -> None:
         make_spec("bench_sleep", p(list_partitions, work), p(build_partition, work)),
         make_spec("bench_noop", p(list_partitions, noop_work), p(noop_partition, frames, clock)),
         make_spec("bench_incremental", p(list_fingerprinted, work), p(build_partition, work), incremental=True),
+        make_spec("bench_warmup", p(list_partitions, Workload(20, args.rows, 0.0)), p(build_partition, work)),
     ]
     name = plugins.register(BenchPlugin(specs), name="bench-sync")
     tmp = Path(tempfile.mkdtemp(prefix="bdc-bench-sync-"))
     try:
         print(f"# {args.partitions} partitions x {args.rows} rows, build sleeps {args.sleep_ms:g} ms; "
-              f"file backend in {tmp}; {os.cpu_count()} cores; default workers {default_workers()}")
+              f"file backend in {tmp}; {os.cpu_count()} cores; default workers {default_workers()}; "
+              f"load average {load_average()}")
 
+        timed_sync((tmp / "warmup").as_uri(), "bench_warmup")  # imports and first-call costs, not timed
         # the sequential loop runs between the first and the other syncs: both see the same machine
         runs = [timed_sync((tmp / "sleep-0").as_uri(), "bench_sleep")]
-        seq = sequential(tmp / "seq", work)
+        seq, seq_cpu = sequential(tmp / "seq", work)
         runs += [timed_sync((tmp / f"sleep-{i}").as_uri(), "bench_sleep") for i in range(1, args.runs)]
-        runner = median([s for s, _ in runs])
+        runner = median([s for s, _, _ in runs])
         report = runs[0][1].table("bench_sleep")
-        print(f"# sequential loop (sleep + frame + DataFrame.to_parquet): {seq:.2f} s; "
-              f"bdc.sync: {runner:.2f} s (median of {args.runs}); {report.rows} rows, {report.bytes / 1e6:.1f} MB")
+        print(f"# sequential loop (sleep + frame + DataFrame.to_parquet): {seq:.2f} s ({seq_cpu:.2f} s CPU); "
+              f"bdc.sync: {runner:.2f} s (median of {args.runs}; "
+              f"{median([c for _, _, c in runs]):.2f} s CPU); {report.rows} rows, {report.bytes / 1e6:.1f} MB")
         print(f"speedup_vs_sequential: {seq / runner:.2f}")
 
         overheads = []
         for i in range(args.runs):
             clock.seconds, clock.calls = 0.0, 0
-            seconds, _ = timed_sync((tmp / f"noop-{i}").as_uri(), "bench_noop")
+            seconds, _, _ = timed_sync((tmp / f"noop-{i}").as_uri(), "bench_noop")
             overheads.append((seconds - clock.seconds) / args.partitions * 1000)
         print(f"# no-op build: {clock.calls} calls, {clock.seconds * 1000:.1f} ms inside the build in all")
         print(f"overhead_ms_per_partition: {median(overheads):.3f}")
@@ -221,14 +238,15 @@ def main(argv: list[str] | None = None) -> None:
         resyncs = []
         for i in range(args.runs):
             url = (tmp / f"incremental-{i}").as_uri()
-            first, _ = timed_sync(url, "bench_incremental")
-            second, again = timed_sync(url, "bench_incremental")
+            first, _, _ = timed_sync(url, "bench_incremental")
+            second, again, _ = timed_sync(url, "bench_incremental")
             table = again.table("bench_incremental")
             if table.status != "unchanged" or table.partitions_built:
                 raise SystemExit(f"the second sync rebuilt something: {table}")
             resyncs.append(second)
         print(f"# incremental table: first sync {first:.2f} s, second (nothing changed) rebuilt 0 partitions")
         print(f"noop_resync_s: {median(resyncs):.3f}")
+        print(f"# load average at the end: {load_average()}")
     finally:
         plugins.unregister(name)
         shutil.rmtree(tmp, ignore_errors=True)

@@ -85,10 +85,11 @@ def missing_docstrings(modules: Sequence[str], packages: Sequence[str] = PACKAGE
     return missing
 
 
-def build(output: Path, packages: Sequence[str] = PACKAGES) -> list[Path]:
+def build(output: Path, packages: Sequence[str] = PACKAGES, *, search: bool = True) -> list[Path]:
     """Write the HTML reference to ``output``; returns the pages written.
 
-    Raises ``ValueError`` listing what lacks a docstring, and any import error as it is.
+    ``search=False`` leaves out the search index (most of the build's time; the tests do). Raises
+    ``ValueError`` listing what lacks a docstring, and any import error as it is.
     """
     import pdoc
     import pdoc.render
@@ -97,7 +98,7 @@ def build(output: Path, packages: Sequence[str] = PACKAGES) -> list[Path]:
     missing = missing_docstrings(modules, packages)
     if missing:
         raise ValueError(f"{len(missing)} public objects have no docstring: " + ", ".join(missing))
-    pdoc.render.configure(docformat="restructuredtext", footer_text="bdc API reference")
+    pdoc.render.configure(docformat="restructuredtext", footer_text="bdc API reference", search=search)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pdoc warns about modules it sees twice (a package and its walk)
         pdoc.pdoc(*modules, output_directory=Path(output))

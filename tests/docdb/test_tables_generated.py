@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from test_tables_support import (  # noqa: F401 - docdb_plugin_only is an autouse fixture
+    dig,
     docdb_plugin_only,
     memory_url,
     records_by_subject,
@@ -28,16 +29,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame
 
 N_RECORDS = 300
 SEED = 11
-
-
-def dig(record: Any, path: str) -> Any:
-    """A null-safe path get: ``None`` as soon as a step is missing, null or not an object."""
-    value = record
-    for part in path.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,8 @@ __all__ = [
     "apply_mutation",
     "Mutation",
     "subject_of",
+    "dig",
+    "abbreviations",
     "records_by_subject",
     "DOCDB_DISTRIBUTION",
 ]
@@ -161,6 +163,22 @@ def apply_mutation(emulator: Any, before: Sequence[Mapping[str, Any]], after: Se
         assert emulator.delete([r["_id"] for r in mutation.removed]) == len(mutation.removed)
     assert emulator.count() == len(after)
     return mutation
+
+
+def dig(record: Any, path: str) -> Any:
+    """A null-safe path get: ``None`` as soon as a step is missing, null or not an object."""
+    value = record
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def abbreviations(record: Any) -> list[str]:
+    """The modality abbreviations of a record (``data_description.modalities[*].abbreviation``)."""
+    return [m["abbreviation"] for m in dig(record, "data_description.modalities") or []
+            if isinstance(m, dict) and isinstance(m.get("abbreviation"), str) and m["abbreviation"]]
 
 
 def subject_of(record: Mapping[str, Any]) -> str | None:

@@ -250,7 +250,10 @@ def _build_call(source: Source, table: str, value: str | None = None) -> Iterato
         time.sleep(delay)
     yield
     span = {"table": table, "value": value, "pid": os.getpid(), "start": start, "end": time.time()}
-    (source.path / "spans" / f"{uuid.uuid4().hex}.json").write_text(json.dumps(span))
+    name = uuid.uuid4().hex
+    tmp = source.path / "spans" / f".{name}.tmp"
+    tmp.write_text(json.dumps(span))
+    os.replace(tmp, tmp.with_name(f"{name}.json"))  # readers never see half a span
 
 
 # -- the build functions -----------------------------------------------------------------------

@@ -204,6 +204,23 @@ def test_status_from_real_syncs(tmp_path: Path, bdc_plugin: Callable[..., str]) 
     assert 'style="rounded,filled", fillcolor="#eeeeee"' in to_dot(specs, status)
 
 
+def test_latest_run_report_breaks_same_second_ties_by_write_time(tmp_path: Path) -> None:
+    import json
+
+    from bdc.graph import latest_run_report
+
+    cache = Cache((tmp_path / "cache").as_uri())
+    assert latest_run_report(cache) is None
+    keys = {}
+    for run_id, mtime in [("20260101T000000Z-ffffff", 1000.0), ("20260101T000000Z-000000", 2000.0),
+                          ("20251231T235959Z-zzzzzz", 3000.0)]:
+        keys[run_id] = key = cache.layout.run_report_key(run_id)
+        cache.backend.write_bytes(key, json.dumps({"run_id": run_id, "tables": []}).encode())
+        os.utime(cache.backend.local_path(key), (mtime, mtime))
+    cache.backend.write_bytes(keys["20260101T000000Z-000000"].replace(".json", ".html"), b"<html>")
+    assert latest_run_report(cache)["run_id"] == "20260101T000000Z-000000"
+
+
 def test_a_corrupt_run_report_is_an_error(tmp_path: Path, synthetic: list[Any]) -> None:
     from bdc.errors import ReadError
 

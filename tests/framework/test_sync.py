@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 import syncplugin
@@ -237,9 +238,26 @@ def test_incremental_delta_and_fingerprints_then_full_rebuild_gives_the_same_byt
     subjects["0099"] = {"species": "mouse", "revision": 1, "n_sessions": 2}
     syncplugin.write_subjects(source.root, subjects)
     syncplugin.clear_spans(source.root)
+    events: list[tuple[str, str, bool]] = []
+    removed_key = cache.layout.partition_key(cache.spec("sync_sessions"), removed)
+    publish, delete = cache.publish, cache.delete_partition
 
-    second = run(cache)
+    def publishing(spec: Any, *args: Any, **kwargs: Any) -> Any:
+        events.append(("publish", spec.name, cache.backend.exists(removed_key)))
+        return publish(spec, *args, **kwargs)
+
+    def deleting(spec: Any, value: str) -> None:
+        events.append(("delete", f"{spec.name}:{value}", cache.backend.exists(removed_key)))
+        delete(spec, value)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cache, "publish", publishing)
+        patch.setattr(cache, "delete_partition", deleting)
+        second = run(cache)
     assert second.ok
+    sessions_events = [e for e in events if e[1].startswith("sync_sessions")]
+    # the vanished partition goes only after the new set is published (its file still there until then)
+    assert sessions_events == [("publish", "sync_sessions", True), ("delete", f"sync_sessions:{removed}", True)]
     subj = second.table("sync_subjects")
     assert subj.counters == {"upserts": 2, "deletes": 1}  # the build returned only what changed
     assert rows_of(cache, "sync_subjects") == expected_subjects(subjects)
@@ -326,7 +344,19 @@ def test_transient_or_permanent(error: Exception, transient: bool) -> None:
     assert is_transient(error) is transient
 
 
-def test_backoff_is_exponential_with_full_jitter_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+@attrs.frozen
+class _RecordingPolicy(RetryPolicy):
+    """A retry policy that notes every wait it chooses (and still sleeps it)."""
+
+    waits: list[float] = attrs.field(factory=list)
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        wait = super().delay(attempt, rng)
+        self.waits.append(wait)
+        return wait
+
+
+def test_backoff_is_exponential_with_full_jitter_and_bounded() -> None:
     policy = RetryPolicy(attempts=5, base=0.1, cap=0.5)
     rng = random.Random(7)
     for attempt in range(1, 6):
@@ -335,8 +365,7 @@ def test_backoff_is_exponential_with_full_jitter_and_bounded(monkeypatch: pytest
         assert all(0 <= w <= upper for w in waits)
         assert min(waits) < 0.1 * upper and max(waits) > 0.9 * upper  # jitter spreads over the whole range
 
-    slept: list[float] = []
-    monkeypatch.setattr("bdc.runner.retry.time.sleep", slept.append)
+    quick = _RecordingPolicy(attempts=5, base=0.01, cap=0.03)
     calls: list[int] = []
 
     def flaky() -> str:
@@ -345,29 +374,32 @@ def test_backoff_is_exponential_with_full_jitter_and_bounded(monkeypatch: pytest
             raise ConnectionResetError(104, "reset")
         return "done"
 
-    assert policy.call(flaky) == "done" and len(calls) == 4
-    assert len(slept) == 3 and all(0 <= w <= min(0.5, 0.1 * 2 ** i) for i, w in enumerate(slept))
+    started = time.monotonic()
+    assert quick.call(flaky) == "done" and len(calls) == 4
+    assert time.monotonic() - started >= sum(quick.waits)  # it did wait
+    assert len(quick.waits) == 3 and all(0 <= w <= min(0.03, 0.01 * 2 ** i) for i, w in enumerate(quick.waits))
 
     calls.clear()
-    slept.clear()
+    quick.waits.clear()
 
     def down() -> None:
         calls.append(1)
         raise syncplugin.SourceHTTPError(503, "down")
 
     with pytest.raises(syncplugin.SourceHTTPError):
-        policy.call(down)
-    assert len(calls) == policy.attempts and len(slept) == policy.attempts - 1  # bounded
+        quick.call(down)
+    assert len(calls) == quick.attempts and len(quick.waits) == quick.attempts - 1  # bounded
 
     calls.clear()
+    quick.waits.clear()
 
     def broken() -> None:
         calls.append(1)
         raise syncplugin.PermanentSourceError("bad")
 
     with pytest.raises(syncplugin.PermanentSourceError):
-        policy.call(broken)
-    assert len(calls) == 1  # permanent: no retry
+        quick.call(broken)
+    assert len(calls) == 1 and quick.waits == []  # permanent: no retry, no wait
 
 
 @pytest.mark.usefixtures("plugin")

@@ -165,8 +165,11 @@ def test_s3_lock_is_renewed_while_held(s3_url: str) -> None:
     lock.acquire()
     try:
         first = json.loads(backend.read_bytes(LOCK_KEY))["expires"]
-        time.sleep(0.5)  # the heartbeat renews every ttl/3
+        deadline = time.monotonic() + 10
         renewed = json.loads(backend.read_bytes(LOCK_KEY))
+        while renewed["expires"] <= first and time.monotonic() < deadline:  # a beat every ttl/3
+            time.sleep(0.05)
+            renewed = json.loads(backend.read_bytes(LOCK_KEY))
         assert renewed["expires"] > first and renewed["token"] == lock.info["token"]
         with pytest.raises(LockHeldError):
             SyncLock(backend).acquire()

@@ -329,16 +329,18 @@ def _epoch(text: Any) -> float | None:
 def latest_run_report(cache: Cache) -> dict[str, Any] | None:
     """The newest sync run report of the cache's version (``_runs/{run_id}.json``), or ``None``.
 
-    Run ids start with their UTC start time, so the greatest key is the latest run. A report that
-    is not valid JSON raises :class:`bdc.ReadError`.
+    Run ids start with their UTC start time (to the second; syncs of one cache never overlap),
+    and runs started in the same second are told apart by when their report was written. A
+    report that is not valid JSON raises :class:`bdc.ReadError`.
     """
     from bdc.errors import ReadError
 
     prefix = cache.layout.run_report_key("x").rsplit("/", 1)[0] + "/"  # the folder of the reports
-    keys = [info.key for info in cache.backend.list(prefix) if info.key.endswith(".json")]
-    if not keys:
+    infos = [info for info in cache.backend.list(prefix) if info.key.endswith(".json")]
+    if not infos:
         return None
-    key = max(keys)
+    started = len(prefix) + len("20261124T101500Z")
+    key = max(infos, key=lambda i: (i.key[len(prefix):started], i.modified or 0.0, i.key)).key
     data = cache.backend.read_bytes(key)
     try:
         report = json.loads(data)

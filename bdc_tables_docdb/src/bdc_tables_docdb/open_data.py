@@ -90,6 +90,7 @@ class OpenData:
         self.page_size = page_size
         self._client = client
         self._lock = threading.Lock()
+        self._readable_buckets: set[str] = set()
 
     def __repr__(self) -> str:
         return f"OpenData(bucket={self.bucket!r})"
@@ -162,14 +163,30 @@ class OpenData:
         return value
 
     def exists(self, key: str, *, bucket: str | None = None) -> bool:
-        """Whether an object exists at ``key`` (HeadObject). 404 gives ``False``; other errors raise."""
+        """Whether an object exists at ``key`` (HeadObject). 404 gives ``False``; other errors raise.
+
+        A HeadObject answer has no body, so its 404 does not say whether the key or the whole
+        bucket is missing: on the first 404 for a bucket, one ``ListObjectsV2`` (``MaxKeys=1``)
+        checks that the bucket can be read, and its error (``NoSuchBucket``, access denied)
+        is raised instead of answering "absent" for every key (D9, D25).
+        """
+        name = self._bucket(bucket)
         try:
-            self.client.head_object(Bucket=self._bucket(bucket), Key=key)
+            self.client.head_object(Bucket=name, Key=key)
         except Exception as error:
             if _error_code(error) in _NOT_FOUND_CODES:
+                self._check_bucket(name)
                 return False
             raise
         return True
+
+    def _check_bucket(self, bucket: str) -> None:
+        """Raise if ``bucket`` cannot be listed (checked once per bucket and accessor)."""
+        if bucket in self._readable_buckets:
+            return
+        self.client.list_objects_v2(Bucket=bucket, MaxKeys=1)
+        with self._lock:
+            self._readable_buckets.add(bucket)
 
 
 class LocalOpenData(OpenData):

@@ -31,8 +31,10 @@ __all__ = ["Runner", "PartitionTask", "PartitionOutcome", "run_partition", "new_
 
 
 def new_run_id() -> str:
-    """A sortable, unique run id: ``20261124T101500Z-1a2b3c``."""
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+    """A sortable, unique run id: ``20261124T101500.123456Z-1a2b3c`` (microseconds, then a random tag)."""
+    now = time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1_000_000):06d}Z"
+    return stamp + "-" + uuid.uuid4().hex[:6]
 
 
 def _unpack(result: Any) -> tuple[Any, Mapping[str, Any] | None, Mapping[str, Any]]:

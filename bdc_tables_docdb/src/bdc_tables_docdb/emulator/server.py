@@ -504,6 +504,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, payload, headers)
 
     def _send(self, status: int, payload: bytes, headers: Mapping[str, str] | None = None) -> None:
+        # counted before the bytes leave: a client that has its answer always sees it in the stats
+        self.server.emulator._stats.status(status, len(payload))
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -514,8 +516,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):  # client went away
             self.close_connection = True
-            return
-        self.server.emulator._stats.status(status, len(payload))
 
     def _drop(self) -> None:
         """Close the connection without sending a single byte."""
