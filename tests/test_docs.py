@@ -1,6 +1,6 @@
-"""The documentation runs: every code example of README.md and docs/*.md, the API reference build.
+"""The documentation runs: every code example of README.md and docs/**/*.md, and the API reference builds.
 
-What runs, per document (README.md and docs/*.md), in document order:
+What runs, per document (README.md and every Markdown file under docs/), in document order:
 
 * every fenced ```python block, in one namespace per document (a page builds on its earlier
   blocks, like a notebook), in-process, with the default cache (``BDC_CACHE``) pointing at a

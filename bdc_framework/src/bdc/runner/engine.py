@@ -169,8 +169,11 @@ def _ensure_catalog(specs: tuple[TableSpec, ...]) -> None:
 def run_partition(task: PartitionTask, cache: Cache | None = None) -> list[PartitionOutcome]:
     """Build a task's partitions and write them (and their side tables') straight to the backend."""
     if cache is None:
-        _ensure_catalog(task.known_specs)
-    cache = cache if cache is not None else _worker_cache(task.cache_url, task.version)
+        try:
+            _ensure_catalog(task.known_specs)
+            cache = _worker_cache(task.cache_url, task.version)
+        except Exception as exc:  # reported per partition, like any other failure
+            raise PartitionError(task.values, exc, 0) from exc
     ctx = BuildContext(cache, task.spec, full=task.full, state=task.state, retry=task.retry, run_id=task.run_id)
     spec = task.spec
     started = time.time()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import abc
 import os
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -77,83 +76,15 @@ class _FuturesExecutor(Executor):
             self._pool = None
 
 
-_STOP = object()
-
-
-class ThreadExecutor(Executor):
-    """A pool of threads in the runner's process (the default).
-
-    Lean on purpose: work items go through one shared queue (the ``workers`` cap holds across
-    tables built at the same time) and each call's results come back through its own queue.
-    With thousands of short partition builds, ``concurrent.futures`` (a future, a condition and
-    an ``as_completed`` wake-up per item) spent about a third of the GIL in bookkeeping.
-    """
+class ThreadExecutor(_FuturesExecutor):
+    """A thread pool in the runner's process (the default)."""
 
     in_process = True
 
-    def __init__(self, workers: int | None = None, **options: Any):
-        super().__init__(workers, **options)
-        self._tasks: Any = None
-        self._threads: list[Any] = []
-        self._start_lock = threading.Lock()
+    def _make_pool(self) -> Any:
+        from concurrent.futures import ThreadPoolExecutor
 
-    def _queue(self) -> Any:
-        import queue
-
-        with self._start_lock:
-            if self._tasks is None:
-                self._tasks = queue.SimpleQueue()
-                for i in range(self.workers):
-                    thread = threading.Thread(target=_thread_worker, args=(self._tasks,), name=f"bdc-build_{i}",
-                                              daemon=True)
-                    thread.start()
-                    self._threads.append(thread)
-            return self._tasks
-
-    def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[int, Any]]:
-        """Queue every item; yield ``(position, result or exception)`` as they finish."""
-        import queue
-
-        tasks = self._queue()
-        results: Any = queue.SimpleQueue()
-        cancelled = threading.Event()
-        count = 0
-        for index, item in enumerate(items):
-            tasks.put((fn, item, index, results, cancelled))
-            count += 1
-        try:
-            for _ in range(count):
-                yield results.get()
-        finally:
-            cancelled.set()  # items not started yet are dropped
-
-    def close(self) -> None:
-        """Stop the threads (after the items they are running)."""
-        with self._start_lock:
-            tasks, threads = self._tasks, self._threads
-            self._tasks, self._threads = None, []
-        if tasks is not None:
-            for _ in threads:
-                tasks.put(_STOP)
-            for thread in threads:
-                thread.join()
-
-
-def _thread_worker(tasks: Any) -> None:
-    """Run queued items until told to stop; results (or the exception raised) go to each item's queue."""
-    while True:
-        task = tasks.get()
-        if task is _STOP:
-            return
-        fn, item, index, results, cancelled = task
-        if cancelled.is_set():
-            continue
-        try:
-            result = fn(item)
-        except BaseException as exc:  # noqa: BLE001 - handed back to the caller, like a future would
-            result = exc
-        results.put((index, result))
-        del task, fn, item, result
+        return ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="bdc-build")
 
 
 class ProcessExecutor(_FuturesExecutor):
