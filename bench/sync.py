@@ -9,6 +9,9 @@ quality-control table (one partition per subject, ids like ``"0001234"`` kept as
   ``--sleep-ms``, as a source round trip, then a 500-row pandas frame) and writes it with
   ``DataFrame.to_parquet`` to the partition path, as the reference package does ÷ ``bdc.sync``
   with default settings (threads) building the same table (target ≥ 6);
+* ``speedup_vs_sequential_ready_frames``: the same comparison for a build that only waits (sleep,
+  then a frame made beforehand): the runner's share of the work alone, without the build's own
+  pandas work, which threads in one interpreter cannot spread over cores;
 * ``overhead_ms_per_partition``: (sync wall time − time spent inside the build function) per
   partition, with a no-op build that returns a ready-made 500-row frame: what the runner adds
   (listing, scheduling, conforming, writing the parquet object, publishing, state) (≤ 3);
@@ -114,6 +117,12 @@ def build_partition(work: Workload, ctx: Any, subject_id: str) -> Any:
     return partition_frame(subject_id, work.rows)
 
 
+def ready_partition(frames: dict[str, Any], work: Workload, ctx: Any, subject_id: str) -> Any:
+    """A source round trip (sleep), then a frame made beforehand: a build that only waits."""
+    time.sleep(work.sleep_s)
+    return frames[subject_id]
+
+
 def noop_partition(frames: dict[str, Any], clock: BuildClock, ctx: Any, subject_id: str) -> Any:
     """Hands back a frame made beforehand (timed, to subtract it)."""
     started = time.perf_counter()
@@ -145,14 +154,15 @@ class BenchPlugin:
 # -- the measurements ---------------------------------------------------------------------------
 
 
-def sequential(root: Path, work: Workload) -> tuple[float, float]:
+def sequential(root: Path, work: Workload, build: Any = None) -> tuple[float, float]:
     """The reference: build each partition and write it with pandas, one after the other.
 
-    Returns (wall seconds, CPU seconds).
+    ``build(ctx, subject_id)`` defaults to :func:`build_partition`. Returns (wall seconds, CPU seconds).
     """
+    build = build or functools.partial(build_partition, work)
     started, cpu = time.perf_counter(), time.process_time()
     for sid in subject_ids(work.partitions):
-        frame = build_partition(work, None, sid)
+        frame = build(None, sid)
         folder = root / "bdc-v0.36" / "bench_seq" / f"subject_id={sid}"
         folder.mkdir(parents=True, exist_ok=True)
         frame.to_parquet(folder / "data.pqt", index=False)
@@ -205,6 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     specs = [
         make_spec("bench_sleep", p(list_partitions, work), p(build_partition, work)),
         make_spec("bench_noop", p(list_partitions, noop_work), p(noop_partition, frames, clock)),
+        make_spec("bench_ready", p(list_partitions, work), p(ready_partition, frames, work)),
         make_spec("bench_incremental", p(list_fingerprinted, work), p(build_partition, work), incremental=True),
         make_spec("bench_warmup", p(list_partitions, Workload(20, args.rows, 0.0)), p(build_partition, work)),
     ]
@@ -228,6 +239,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"speedup_vs_sequential: {seq / runner:.2f}")
 
         frames.update((sid, partition_frame(sid, args.rows)) for sid in subject_ids(args.partitions))
+        ready = [timed_sync((tmp / "ready-0").as_uri(), "bench_ready")]
+        seq_ready, _ = sequential(tmp / "seq-ready", work, functools.partial(ready_partition, frames, work))
+        ready += [timed_sync((tmp / f"ready-{i}").as_uri(), "bench_ready") for i in range(1, args.runs)]
+        runner_ready = median([s for s, _, _ in ready])
+        print(f"# the same with a build that only sleeps and returns a frame made beforehand (no pandas work "
+              f"in the build): sequential {seq_ready:.2f} s, bdc.sync {runner_ready:.2f} s")
+        print(f"speedup_vs_sequential_ready_frames: {seq_ready / runner_ready:.2f}")
+
         overheads = []
         for i in range(args.runs):
             clock.seconds, clock.calls = 0.0, 0

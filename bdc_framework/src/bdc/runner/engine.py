@@ -495,6 +495,7 @@ class Runner:
         for side in sides:
             st = self.report.table(side.name)
             st.status, st.plugin, st.partitions, st.started_at = tr.status, side.plugin, tr.partitions, tr.started_at
+            st.partitions_built, st.partitions_deleted = tr.partitions_built, tr.partitions_deleted
             st.rows = side_rows[side.name]
             if tr.status == "ok":
                 ctx.call(self.cache.publish, side, self._build_info(st), leaving=vanished)
