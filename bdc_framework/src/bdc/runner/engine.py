@@ -455,7 +455,8 @@ class Runner:
                  for i in range(0, len(todo), size)]
         rows = {v: n for v, n in old_rows.items() if v in fingerprints and v not in todo}
         new_fp = {v: fp for v, fp in old.items() if v in fingerprints and v not in todo}
-        side_rows = {s.name: 0 for s in sides}
+        old_side: dict[str, dict[str, int]] = ctx.state.get("side_rows", {}) if rows else {}
+        side_rows = {s.name: {v: n for v, n in old_side.get(s.name, {}).items() if v in rows} for s in sides}
         errors = []
         for _index, result in self.executor.map_unordered(fn, tasks):
             for outcome in (result if isinstance(result, list) else [result]):
@@ -474,12 +475,13 @@ class Runner:
                 for k, v in outcome.counters.items():
                     tr.counters[k] = tr.counters.get(k, 0) + v
                 for name, n in outcome.side_rows.items():
-                    side_rows[name] += n
+                    side_rows[name][outcome.value] = n
                 tr.spans.append((outcome.value, outcome.started, outcome.finished))
                 self.progress.partition_done(spec.name, outcome.rows)
         tr.rows = sum(rows.values())
         tr.retries += ctx.retries
-        state = {**ctx.state, "partitions": {v: fp for v, fp in new_fp.items()}, "rows": rows}
+        state = {**ctx.state, "partitions": {v: fp for v, fp in new_fp.items()}, "rows": rows,
+                 "side_rows": side_rows}
         if errors:
             tr.status = "failed"
             shown = "; ".join(errors[:3]) + (f"; … {len(errors) - 3} more" if len(errors) > 3 else "")
@@ -496,7 +498,7 @@ class Runner:
             st = self.report.table(side.name)
             st.status, st.plugin, st.partitions, st.started_at = tr.status, side.plugin, tr.partitions, tr.started_at
             st.partitions_built, st.partitions_deleted = tr.partitions_built, tr.partitions_deleted
-            st.rows = side_rows[side.name]
+            st.rows = sum(side_rows[side.name].values())
             if tr.status == "ok":
                 ctx.call(self.cache.publish, side, self._build_info(st), leaving=vanished)
         # vanished partitions go only once the new set is published (and never on a failed build)
