@@ -76,6 +76,9 @@ class CountingS3Server:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
+        import logging
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per request
         app = _Counting(DomainDispatcherApplication(create_backend_app), self)
         self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
