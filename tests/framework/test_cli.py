@@ -231,3 +231,14 @@ def test_default_format_is_a_table_on_a_terminal(built: Any, capsys: pytest.Capt
     code, out, _ = run(capsys, "get", "events", "--subject-id", "0012", "--columns", "name,n_files")
     assert code == 0
     assert out.splitlines()[0].split() == ["name", "n_files"] and "<NA>" in out and out.endswith("(2 rows)\n")
+
+
+def test_describe_reads_well_in_a_terminal_and_a_notebook(bdc_env):
+    """bdc.describe gives the spec and the last build; TableSpec has a one-line repr."""
+    import bdc
+
+    spec = bdc.Cache.spec("events")
+    assert repr(spec).startswith("<TableSpec events (ev): metadata, partitioned by subject_id")
+    info = bdc.describe("events")
+    assert not info.built and "not built" in repr(info) and "bdc-sync --cache" in repr(info)
+    assert "<table>" in info._repr_html_() and "<code>subject_id</code>" in info._repr_html_()

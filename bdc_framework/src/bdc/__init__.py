@@ -19,7 +19,7 @@ from typing import Any
 
 __version__ = "0.36.0"
 
-_API = ("default_cache", "tables", "get", "location", "sql", "versions", "registry", "custom", "sync")
+_API = ("default_cache", "describe", "tables", "get", "location", "sql", "versions", "registry", "custom", "sync")
 _LAZY = {
     **{name: "bdc.api" for name in _API},
     "Cache": "bdc.cache",

@@ -13,7 +13,7 @@ from typing import Any
 from bdc.cache import Cache
 from bdc.spec import TableSpec
 
-__all__ = ["default_cache", "tables", "get", "location", "sql", "versions", "registry", "custom", "sync"]
+__all__ = ["default_cache", "describe", "tables", "get", "location", "sql", "versions", "registry", "custom", "sync"]
 
 _lock = threading.Lock()
 _caches: dict[str, Cache] = {}
@@ -36,6 +36,11 @@ def default_cache() -> Cache:
 def tables() -> list[TableSpec]:
     """Every installed table (name, description, kind, columns, partition key, ...)."""
     return Cache.tables()
+
+
+def describe(name: str) -> Any:
+    """A table's spec and last build in the default cache, readable in a terminal or a notebook."""
+    return default_cache().describe(name)
 
 
 def get(

@@ -70,6 +70,12 @@ class Cache:
         """The spec of an installed table (by name or alias)."""
         return get_catalog().resolve(name)
 
+    def describe(self, name: str) -> Any:
+        """A :class:`bdc.describe.TableInfo`: the table's spec and what this cache published of it."""
+        from bdc.describe import describe
+
+        return describe(self, name)
+
     @staticmethod
     def tables() -> list[TableSpec]:
         """Every installed table."""

@@ -69,7 +69,7 @@ class Column:
         return arrow_type(self.type)
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class TableSpec:
     """Everything the framework needs to know about one table.
 
@@ -159,6 +159,17 @@ class TableSpec:
         import pyarrow as pa
 
         return pa.schema([pa.field(c.name, c.arrow_type()) for c in self.columns])
+
+    def __repr__(self) -> str:
+        part = f", partitioned by {self.partition_key}" if self.partition_key else ""
+        alias = f" ({', '.join(self.aliases)})" if self.aliases else ""
+        return (f"<TableSpec {self.name}{alias}: {self.kind}{part}, {len(self.columns)} columns"
+                f"{', plugin ' + self.plugin if self.plugin else ''}>")
+
+    def _repr_html_(self) -> str:
+        from bdc.describe import TableInfo
+
+        return TableInfo(self)._repr_html_()
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready summary (what ``bdc tables`` prints)."""
