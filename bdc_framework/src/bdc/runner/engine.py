@@ -430,11 +430,13 @@ class Runner:
         else:
             fingerprints = {check_partition_value(str(v) if isinstance(v, int) else v, spec.partition_key or ""): None
                             for v in listing}
-        existing = set(self.cache.partition_objects(spec))
+        objects = self.cache.partition_objects(spec)
+        existing = set(objects)
         old = ctx.state.get("partitions", {}) if (spec.incremental and not self.full) else {}
         old_rows: dict[str, int] = ctx.state.get("rows", {}) if (spec.incremental and not self.full) else {}
+        old_files: dict[str, Any] = ctx.state.get("files", {}) if (spec.incremental and not self.full) else {}
         todo = [v for v, fp in fingerprints.items()
-                if fp is None or v not in existing or old.get(v) != fp]
+                if fp is None or v not in existing or old.get(v) != fp or _tampered(objects[v], old_files.get(v))]
         vanished = sorted(existing - set(fingerprints))
         tr.partitions = len(fingerprints)
         tr.counters.update(ctx.counters)
@@ -455,6 +457,8 @@ class Runner:
                  for i in range(0, len(todo), size)]
         rows = {v: n for v, n in old_rows.items() if v in fingerprints and v not in todo}
         new_fp = {v: fp for v, fp in old.items() if v in fingerprints and v not in todo}
+        # what each kept partition's file looks like now (size, and the ETag once a listing gave one)
+        files = {v: _file_record(objects[v]) for v in new_fp if v in objects}
         old_side: dict[str, dict[str, int]] = ctx.state.get("side_rows", {}) if rows else {}
         side_rows = {s.name: {v: n for v, n in old_side.get(s.name, {}).items() if v in rows} for s in sides}
         errors = []
@@ -469,6 +473,7 @@ class Runner:
                     continue
                 rows[outcome.value] = outcome.rows
                 new_fp[outcome.value] = fingerprints[outcome.value]
+                files[outcome.value] = {"size": outcome.bytes}
                 tr.partitions_built += 1
                 tr.bytes += outcome.bytes
                 tr.retries += outcome.retries
@@ -481,7 +486,7 @@ class Runner:
         tr.rows = sum(rows.values())
         tr.retries += ctx.retries
         state = {**ctx.state, "partitions": {v: fp for v, fp in new_fp.items()}, "rows": rows,
-                 "side_rows": side_rows}
+                 "side_rows": side_rows, "files": files}
         if errors:
             tr.status = "failed"
             shown = "; ".join(errors[:3]) + (f"; … {len(errors) - 3} more" if len(errors) > 3 else "")
@@ -508,6 +513,27 @@ class Runner:
                 ctx.call(self.cache.delete_partition, side, value)
             tr.partitions_deleted += 1
         ctx.call(self.cache.write_state, spec, state)
+
+
+def _file_record(info: Any) -> dict[str, Any]:
+    """What the state remembers of a partition's file: its size, and its ETag when the store has one."""
+    record: dict[str, Any] = {"size": int(info.size)}
+    if info.etag:
+        record["etag"] = info.etag
+    return record
+
+
+def _tampered(info: Any, recorded: Any) -> bool:
+    """Whether a partition's file differs from what the last build recorded of it (truncated,
+    overwritten, replaced by another object): its size differs, or both sides know an ETag and
+    they differ. Nothing recorded (a state from before files were recorded): not tampered."""
+    if not isinstance(recorded, Mapping):
+        return False
+    size = recorded.get("size")
+    if isinstance(size, int) and size != info.size:
+        return True
+    etag = recorded.get("etag")
+    return bool(etag and info.etag and etag != info.etag)
 
 
 def _as_json(value: Any) -> Any:
