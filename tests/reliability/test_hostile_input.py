@@ -23,7 +23,7 @@ HOSTILE = [
     "a\uff0fb", "\u2024\u2024", "\u2024\u2024\uff0fetc", "\uff3c", "`", " lead", "trail ", "", "a\nb",
 ]
 #: Look-alikes that are plain text to the file system: accepted, and stay exactly what they are.
-LOOKALIKES = ["a\uff0fb", "\u2024\u2024", "\u2024\u2024\uff0fetc", "\uff3c", "1 OR 1=1", "a;b", "--x"]
+LOOKALIKES = ["a\uff0fb", "\u2024\u2024", "\u2024\u2024\uff0fetc", "\uff3c", "1 OR 1=1", "a;b", "--", ";", "--x"]
 
 LABELS = ["plain", "x'; DROP TABLE t; --", "a\uff0fb", "\u2024\u2024", "..", "a/b", "a\\b", "'", '"', "--", ";",
           "x" * 5000, "1 OR 1=1", "%2e%2e", "NULL"]

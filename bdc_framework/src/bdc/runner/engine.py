@@ -458,7 +458,7 @@ class Runner:
         rows = {v: n for v, n in old_rows.items() if v in fingerprints and v not in todo}
         new_fp = {v: fp for v, fp in old.items() if v in fingerprints and v not in todo}
         # what each kept partition's file looks like now (size, and the ETag once a listing gave one)
-        files = {v: _file_record(objects[v]) for v in new_fp if v in objects}
+        files = {v: _file_record(objects[v], self.cache.backend.remote) for v in new_fp if v in objects}
         old_side: dict[str, dict[str, int]] = ctx.state.get("side_rows", {}) if rows else {}
         side_rows = {s.name: {v: n for v, n in old_side.get(s.name, {}).items() if v in rows} for s in sides}
         errors = []
@@ -515,10 +515,11 @@ class Runner:
         ctx.call(self.cache.write_state, spec, state)
 
 
-def _file_record(info: Any) -> dict[str, Any]:
-    """What the state remembers of a partition's file: its size, and its ETag when the store has one."""
+def _file_record(info: Any, remote: bool) -> dict[str, Any]:
+    """What the state remembers of a partition's file: its size, and on a remote store its ETag
+    (a local store's ETag is a modification time: the states of identical builds would differ)."""
     record: dict[str, Any] = {"size": int(info.size)}
-    if info.etag:
+    if remote and info.etag:
         record["etag"] = info.etag
     return record
 
