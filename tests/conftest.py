@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +55,19 @@ def s3_bucket(s3_env: str) -> str:
 def s3_url(s3_bucket: str) -> str:
     """A cache URL in a fresh bucket: ``s3://{bucket}/data-asset-cache``."""
     return f"s3://{s3_bucket}/data-asset-cache"
+
+
+@pytest.fixture
+def isolated_bdc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No installed entry-point plugin, a fresh plugin manager, and a default cache under tmp_path."""
+    from bdc import api, plugins
+
+    monkeypatch.setenv("BDC_LOAD_PLUGINS", "")
+    for name in ("BDC_DISABLE_PLUGINS", "BDC_STRICT_PLUGINS", "BIODATA_CACHE_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BDC_CACHE", (tmp_path / "default-cache").as_uri())
+    plugins.reset()
+    api._caches.clear()
+    yield
+    plugins.reset()
+    api._caches.clear()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,25 +12,9 @@ import pytest
 from bdc_samples import typed_specs
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """DuckDB's ``.df()`` trips a pandas 3.1 deprecation inside DuckDB itself: not ours to fix."""
-    config.addinivalue_line("filterwarnings", "ignore:The inplace keyword in DataFrame.drop is deprecated")
-
-
 @pytest.fixture(autouse=True)
-def _isolated_bdc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """No installed entry-point plugin, a fresh plugin manager, and a default cache under tmp_path."""
-    from bdc import api, plugins
-
-    monkeypatch.setenv("BDC_LOAD_PLUGINS", "")
-    for name in ("BDC_DISABLE_PLUGINS", "BDC_STRICT_PLUGINS", "BIODATA_CACHE_BACKEND"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("BDC_CACHE", (tmp_path / "default-cache").as_uri())
-    plugins.reset()
-    api._caches.clear()
-    yield
-    plugins.reset()
-    api._caches.clear()
+def _isolated_bdc(isolated_bdc: None) -> None:
+    """Every test here runs isolated (see ``isolated_bdc`` in tests/conftest.py)."""
 
 
 @pytest.fixture

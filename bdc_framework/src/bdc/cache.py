@@ -210,9 +210,7 @@ class Cache:
                 tables.append(pq.read_table(pa.BufferReader(data)))
             except (pa.ArrowInvalid, OSError) as exc:
                 raise ReadError(f"{self.backend.uri(key)} is not a readable parquet file: {exc}") from exc
-        if len(tables) == 1:
-            return tables[0]
-        return pa.concat_tables(tables, promote_options="permissive")
+        return _union_by_name(tables)
 
     def get(
         self,
@@ -540,8 +538,14 @@ def _local_source(objects: Sequence[LocalObject], label: str, columns: Sequence[
             tables.append(parquet.read(columns=[c for c in columns if c in names] if columns is not None else None))
         except (pa.ArrowInvalid, OSError) as exc:
             raise ReadError(f"{label}: the local copy {obj.path} is not readable parquet: {exc}") from exc
-    return Source(arrow=tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive"),
-                  label=label)
+    return Source(arrow=_union_by_name(tables), label=label)
+
+
+def _union_by_name(tables: list[Any]) -> Any:
+    """One Arrow table from several, columns matched by name (missing ones null)."""
+    import pyarrow as pa
+
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
 
 
 def _is_stream(data: Any) -> bool:

@@ -44,7 +44,7 @@ def to_arrow(data: Any, spec: TableSpec | None = None) -> Any:
             unknown = sorted({k for row in data for k in row} - set(spec.column_names))
             if unknown:
                 raise SchemaMismatchError(f"{_who(spec)} returned undeclared columns: {', '.join(unknown)}")
-            return pa.Table.from_pylist(data, schema=_schema_for_rows(spec))
+            return pa.Table.from_pylist(data, schema=spec.arrow_schema())
         return pa.Table.from_pylist(data)
     # pandas before the duck-typed ``to_arrow``: ``hasattr(frame, name)`` makes pandas search its columns
     if type(data).__module__.startswith("pandas"):
@@ -84,9 +84,6 @@ def _from_pandas(frame: Any) -> Any:
             pass
     return pa.Table.from_pandas(frame, preserve_index=False)
 
-
-def _schema_for_rows(spec: TableSpec) -> Any:
-    return spec.arrow_schema()
 
 
 def empty_table(spec: TableSpec, columns: list[str] | None = None) -> Any:

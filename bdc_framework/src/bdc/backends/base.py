@@ -201,6 +201,3 @@ class Backend(abc.ABC):
         whole = start == 0 and end == len(data)
         return Fetched(200 if whole else 206, etag, len(data), end - start, start)
 
-    def join(self, key: str) -> str:
-        """Alias of :meth:`uri` kept for readability in callers."""
-        return self.uri(key)
