@@ -240,24 +240,29 @@ def test_incremental_delta_and_fingerprints_then_full_rebuild_gives_the_same_byt
     syncplugin.clear_spans(source.root)
     events: list[tuple[str, str, bool]] = []
     removed_key = cache.layout.partition_key(cache.spec("sync_sessions"), removed)
-    publish, delete = cache.publish, cache.delete_partition
+    publish, promote = cache.publish, cache.promote
 
     def publishing(spec: Any, *args: Any, **kwargs: Any) -> Any:
         events.append(("publish", spec.name, cache.backend.exists(removed_key)))
         return publish(spec, *args, **kwargs)
 
-    def deleting(spec: Any, value: str) -> None:
-        events.append(("delete", f"{spec.name}:{value}", cache.backend.exists(removed_key)))
-        delete(spec, value)
+    def promoting(spec: Any) -> Any:
+        events.append(("promote", spec.name, cache.backend.exists(removed_key)))
+        done = promote(spec)
+        events.append(("promoted", spec.name, cache.backend.exists(removed_key)))
+        return done
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cache, "publish", publishing)
-        patch.setattr(cache, "delete_partition", deleting)
+        patch.setattr(cache, "promote", promoting)
         second = run(cache)
     assert second.ok
     sessions_events = [e for e in events if e[1].startswith("sync_sessions")]
-    # the vanished partition goes only after the new set is published (its file still there until then)
-    assert sessions_events == [("publish", "sync_sessions", True), ("delete", f"sync_sessions:{removed}", True)]
+    # the vanished partition goes only after the new set is published (its file still there until
+    # then), when the staged files are promoted to their places
+    assert sessions_events == [("publish", "sync_sessions", True), ("promote", "sync_sessions", True),
+                               ("promoted", "sync_sessions", False)]
+    assert not any(cache.backend.list(cache.layout.staging_prefix()))  # no staging left behind
     subj = second.table("sync_subjects")
     assert subj.counters == {"upserts": 2, "deletes": 1}  # the build returned only what changed
     assert rows_of(cache, "sync_subjects") == expected_subjects(subjects)
@@ -508,7 +513,10 @@ def test_failed_tables_keep_their_last_successful_build(cache: Cache, source: sy
     third = run(cache)
     assert third.ok
     sess = third.table("sync_sessions")
-    assert (sess.partitions_built, sess.partitions_deleted) == (1, 1)  # only the failed one is redone
+    # the failed run published nothing of the table (no mix of versions): every changed partition
+    # is built again, and its staged files were dropped
+    assert (sess.partitions_built, sess.partitions_deleted) == (len(subjects), 1)
+    assert not any(cache.backend.list(cache.layout.staging_prefix()))
     assert gone not in cache.partition_objects(spec)
     assert rows_of(cache, "sync_sessions") == expected_sessions(subjects)
     final = {e["name"]: e for e in cache.registry()["tables"]}

@@ -82,6 +82,7 @@ def test_lookalike_partition_values_are_plain_text_inside_the_table_folder(cache
                                                                            value: str) -> None:
     spec = cache.spec("parted")
     cache.write_partition(spec, value, [{"sid": value, "n": 3}])
+    cache.publish(spec)  # readers read what the registry lists
     root = tmp_path / "root" / "cache"
     added = set(tree(tmp_path)) - {str(Path("root/cache") / k) for k in tree(root)}
     assert not added, f"written outside the cache root: {added}"

@@ -34,6 +34,7 @@ _LAZY = {
     "Delta": "bdc.build",
     "BuildResult": "bdc.build",
     "UNCHANGED": "bdc.build",
+    "ParquetFiles": "bdc.build",
     "BdcError": "bdc.errors",
     "UnknownTableError": "bdc.errors",
     "TableNotBuiltError": "bdc.errors",

@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["BuildContext", "BuildResult", "Delta", "UNCHANGED"]
+__all__ = ["BuildContext", "BuildResult", "Delta", "ParquetFiles", "UNCHANGED"]
 
 
 class _Unchanged:
@@ -47,6 +47,25 @@ class BuildResult:
     data: Any = None
     state: Mapping[str, Any] | None = None
     side: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class ParquetFiles:
+    """A partition's data as parquet files that already exist (a mirror's source files).
+
+    When every file already holds the table's declared columns with their declared types, and
+    the partition key as text equal to the partition value in every row group (read from the
+    footers, nothing else), the runner copies the files' bytes as they are: the partition then
+    has one published file per source file (``data.pqt``, ``data-0001.pqt``, …). Otherwise it
+    writes ``rewrite`` (any data a build may return: a table, a stream of record batches…) or,
+    without one, the files read and unioned by name, as one conformed file.
+
+    ``filesystem`` is a ``pyarrow.fs.FileSystem`` (``None``: local paths).
+    """
+
+    paths: Sequence[str]
+    filesystem: Any = None
+    rewrite: Any = None
 
 
 class BuildContext:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -90,29 +91,48 @@ class Cache:
         values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
         return [check_partition_value(v, spec.partition_key) for v in values]
 
-    def partition_objects(self, spec: TableSpec) -> dict[str, ObjectInfo]:
-        """The published partitions of a table: value → object info."""
-        out = {}
-        for info in self.backend.list(self.layout.table_prefix(spec)):
-            value = self.layout.partition_value(spec, info.key)
+    def partition_files(self, spec: TableSpec, run_id: str | None = None) -> dict[str, list[ObjectInfo]]:
+        """The files of a table's partitions as stored now (one listing): value → its files.
+
+        ``run_id``: the files run ``run_id`` staged for the table instead (keys as staged).
+        """
+        prefix = self.layout.table_prefix(spec)
+        if run_id is not None:
+            prefix = self.layout.staged_key(run_id, prefix)
+        out: dict[str, list[ObjectInfo]] = {}
+        for info in self.backend.list(prefix):
+            _run, key = self.layout.unstaged_key(info.key)
+            value = self.layout.partition_value(spec, key)
             if value is not None:
-                out[value] = info
+                out.setdefault(value, []).append(info)
         return out
 
+    def partition_objects(self, spec: TableSpec) -> dict[str, ObjectInfo]:
+        """The stored partitions of a table: value → its first file (see :meth:`partition_files`)."""
+        return {value: files[0] for value, files in self.partition_files(spec).items()}
+
     def _data_keys(self, spec: TableSpec, values: list[str] | None) -> list[str]:
-        """The data objects of a read on a local backend (a remote one reads through :meth:`_remote_objects`)."""
+        """The data objects of a read on a local backend (a remote one reads through :meth:`_remote_objects`).
+
+        A partitioned table is read as its registry entry lists it (the snapshot the last sync
+        published, whatever a running sync has written since); a listing only for tables
+        published without a file list.
+        """
         if not spec.partitioned:
             key = self.layout.table_key(spec)
             if not self.backend.exists(key):
                 raise TableNotBuiltError(spec.name, self.url, self.layout.version_folder)
             return [key]
+        listed = _entry_keys(self.layout, _find_entry(self._registry(None, None), spec.name), values)
+        if listed is not None:
+            return listed
         if values is not None:
             keys = [self.layout.partition_key(spec, v) for v in values]
             found = [k for k in keys if self.backend.exists(k)]
             if not found and not self.is_published(spec):
                 raise TableNotBuiltError(spec.name, self.url, self.layout.version_folder)
             return found
-        keys = [info.key for info in self.partition_objects(spec).values()]
+        keys = [info.key for files in self.partition_files(spec).values() for info in files]
         if not keys and not self.is_published(spec):
             raise TableNotBuiltError(spec.name, self.url, self.layout.version_folder)
         return sorted(keys)
@@ -140,20 +160,14 @@ class Cache:
             if found is None:
                 raise not_built
             return [found]
-        if values is not None:
-            keys = [self.layout.partition_key(spec, v) for v in values]
-            opened = reader.open_many(keys, columns=needed)
-            objects = [o for o in opened.values() if o is not None]
-            if not objects and self._entry(spec.name, reader) is None:
-                raise not_built
-            return objects
         for max_age in (None, 0.0):
             entry = self._entry(spec.name, reader, max_age)
-            files = entry.get("files") if entry else None
-            if not isinstance(files, list):
+            if _entry_keys(self.layout, entry, values) is None:
                 break
+            wanted = None if values is None else set(values)
             expected = {f"{self.layout.version_folder}/{f['path']}": f.get("etag")
-                        for f in files if isinstance(f, dict) and isinstance(f.get("path"), str)}
+                        for f in entry["files"] if isinstance(f, dict) and isinstance(f.get("path"), str)  # type: ignore[index]
+                        and (wanted is None or f.get("value") in wanted)}
             opened = reader.open_many(list(expected), columns=needed, expected=expected)
             gone = [k for k, o in opened.items() if o is None]
             if not gone:
@@ -162,7 +176,14 @@ class Cache:
         else:
             raise ReadError(f"The registry of {self.url} lists {reader.backend.uri(gone[0])} for table "
                             f"{spec.name!r}, but it does not exist (a sync in progress? retry)")
-        keys = sorted(info.key for info in self.partition_objects(spec).values())
+        if values is not None:
+            keys = [self.layout.partition_key(spec, v) for v in values]
+            opened = reader.open_many(keys, columns=needed)
+            objects = [o for o in opened.values() if o is not None]
+            if not objects and self._entry(spec.name, reader) is None:
+                raise not_built
+            return objects
+        keys = sorted(info.key for files in self.partition_files(spec).values() for info in files)
         if not keys and entry is None:
             raise not_built
         return [o for o in reader.open_many(keys, columns=needed).values() if o is not None]
@@ -239,7 +260,10 @@ class Cache:
         # the columns the query touches: the projection and the filter columns
         needed = list(dict.fromkeys([*columns, *conditions])) if columns else None
         label = f"table {spec.name!r} in {self.url}"
-        for attempt in (1, 2):
+        for attempt in range(1, _READ_ATTEMPTS + 1):
+            # a partitioned table is read as the registry lists it: if a sync published a new
+            # registry while we read, the files we read may be of two versions: read again
+            token = self._registry_token() if spec.partitioned else None
             source, copies = self._scan(spec, values, needed, label)
             if source is None:
                 from bdc.frames import empty_table
@@ -247,12 +271,25 @@ class Cache:
                 table = empty_table(spec, list(columns) if columns else None)
                 return table if arrow else table.to_pandas()
             try:
-                return select(source, columns=columns, where=conditions, limit=limit, spec=spec, arrow=arrow)
+                result = select(source, columns=columns, where=conditions, limit=limit, spec=spec, arrow=arrow)
             except ReadError:
-                # another process evicted a local copy between lookup and read: fetch it again
-                if attempt == 2 or not copies or all(os.path.exists(p) for p in copies):
+                last = attempt == _READ_ATTEMPTS
+                # another process evicted a local copy between lookup and read, or a sync moved on
+                if not last and (token is not None and self._registry_token() != token):
+                    continue
+                if last or not copies or all(os.path.exists(p) for p in copies):
                     raise
+                continue
+            if token is None or self._registry_token() == token or attempt == _READ_ATTEMPTS:
+                return result
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _registry_token(self) -> Any:
+        """What identifies the registry now stored (``None`` on remote stores, whose reads check
+        each object's ETag against the registry instead)."""
+        if self.backend.remote:
+            return None
+        return _registry_identity(self.backend, self.layout)
 
     def location(self, name: str, **partition: Any) -> str:
         """The URI of a table's parquet file, folder, or one partition (``subject_id=...``)."""
@@ -274,18 +311,25 @@ class Cache:
         import duckdb
 
         names = _referenced_names(query)
-        cur = _connection_cursor()
-        try:
-            for name in sorted(names):
-                self._create_view(cur, name)
-            result = cur.sql(query, params=params) if params is not None else cur.sql(query)
-            if result is None:
-                return None
-            return result_arrow(result) if arrow else result.df()
-        except duckdb.Error as exc:
-            raise BdcError(f"SQL failed: {exc}") from exc
-        finally:
-            cur.close()
+        for attempt in range(1, _READ_ATTEMPTS + 1):
+            token = self._registry_token()
+            cur = _connection_cursor()
+            try:
+                for name in sorted(names):
+                    self._create_view(cur, name)
+                result = cur.sql(query, params=params) if params is not None else cur.sql(query)
+                if result is None:
+                    return None
+                out = result_arrow(result) if arrow else result.df()
+            except duckdb.Error as exc:
+                if attempt < _READ_ATTEMPTS and token is not None and self._registry_token() != token:
+                    continue  # a sync published while we read (and removed files we were reading)
+                raise BdcError(f"SQL failed: {exc}") from exc
+            finally:
+                cur.close()
+            if token is None or attempt == _READ_ATTEMPTS or self._registry_token() == token:
+                return out
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _create_view(self, cur: Any, name: str) -> None:
         spec = get_catalog().get(name)
@@ -312,7 +356,9 @@ class Cache:
     def registry(self) -> dict[str, Any]:
         """The published ``cache_registry.json`` of this version (always the current one: on a
         remote cache, one conditional request revalidates the local copy)."""
-        return self._registry(self._reader(), 0.0)
+        import copy
+
+        return copy.deepcopy(self._registry(self._reader(), 0.0))
 
     def _registry(self, reader: ReadThrough | None, max_age: float | None) -> dict[str, Any]:
         """The registry, through the local read cache of a remote backend (``max_age`` as there).
@@ -321,7 +367,7 @@ class Cache:
         once: those with the ETag it lists are current, the others are checked on next use.
         """
         if reader is None:
-            return read_registry(self.backend, self.layout)
+            return _stored_registry(self.backend, self.layout)
         view = reader.view(max_age)
         doc = read_registry(view, self.layout)  # type: ignore[arg-type]
         if view.fetched:
@@ -335,10 +381,7 @@ class Cache:
         return doc
 
     def _entry(self, name: str, reader: ReadThrough | None, max_age: float | None = None) -> dict[str, Any] | None:
-        for entry in self._registry(reader, max_age)["tables"]:
-            if entry.get("name") == name:
-                return entry
-        return None
+        return _find_entry(self._registry(reader, max_age), name)
 
     def registry_entry(self, name: str) -> dict[str, Any] | None:
         """The registry entry of one table, if published."""
@@ -405,26 +448,71 @@ class Cache:
             fh.write(payload)
         return rows, payload.size
 
-    def write_table(self, spec: TableSpec, data: Any) -> dict[str, int]:
-        """Conform and write an unpartitioned table's data (not yet in the registry)."""
+    def _target(self, key: str, run_id: str | None) -> str:
+        """Where to write the object published as ``key``: there, or in run ``run_id``'s staging."""
+        return key if run_id is None else self.layout.staged_key(run_id, key)
+
+    def write_table(self, spec: TableSpec, data: Any, *, run_id: str | None = None) -> dict[str, int]:
+        """Conform and write an unpartitioned table's data (not yet in the registry).
+
+        ``run_id``: stage it for that sync run (see :meth:`publish` and :meth:`promote`).
+        """
         from bdc.frames import conform_encoded
 
         if spec.partitioned:
             raise BdcError(f"Table {spec.name!r} is partitioned; use write_partition")
-        rows, size = self._store(self.layout.table_key(spec), *conform_encoded(spec, data))
+        rows, size = self._store(self._target(self.layout.table_key(spec), run_id), *conform_encoded(spec, data))
         return {"rows": rows, "bytes": size, "files": 1}
 
-    def write_partition(self, spec: TableSpec, value: str, data: Any) -> dict[str, int]:
-        """Conform and write one partition (a table, frame, rows or a stream of record batches)."""
+    def write_partition(self, spec: TableSpec, value: str, data: Any, *, run_id: str | None = None) -> dict[str, int]:
+        """Conform and write one partition (a table, frame, rows, a stream of record batches, or
+        :class:`bdc.build.ParquetFiles`).
+
+        ``run_id``: stage it for that sync run; without, it replaces the partition's files in place
+        (readers of the registry see it once the table is published again).
+        """
+        from bdc.build import ParquetFiles
         from bdc.frames import conform_batches, conform_encoded
 
         value = check_partition_value(value, spec.partition_key or "partition")
-        key = self.layout.partition_key(spec, value)
-        if _is_stream(data):
-            schema = None if spec.extra_columns else spec.arrow_schema()  # extras: the first batch's schema
-            rows, size = self._write(key, conform_batches(spec, data, value), schema)
+        if isinstance(data, ParquetFiles):
+            stats = self._write_files(spec, value, data, run_id)
         else:
-            rows, size = self._store(key, *conform_encoded(spec, data, value))
+            key = self._target(self.layout.partition_key(spec, value), run_id)
+            if _is_stream(data):
+                schema = None if spec.extra_columns else spec.arrow_schema()  # extras: the first batch's schema
+                rows, size = self._write(key, conform_batches(spec, data, value), schema)
+            else:
+                rows, size = self._store(key, *conform_encoded(spec, data, value))
+            stats = {"rows": rows, "bytes": size, "files": 1}
+        if run_id is None:  # fewer files than before: drop the others
+            keep = set(self.layout.partition_keys(spec, value, stats["files"]))
+            for info in self.backend.list(self.layout.partition_prefix(spec, value)):
+                if info.key not in keep and self.layout.partition_value(spec, info.key) is not None:
+                    self.backend.delete(info.key)
+        return stats
+
+    def _write_files(self, spec: TableSpec, value: str, data: Any, run_id: str | None) -> dict[str, int]:
+        """A partition from existing parquet files: copied when they conform, else rewritten."""
+        from bdc.copying import conforming, copy_files, read_files
+        from bdc.frames import conform_batches
+
+        paths = list(data.paths)
+        metas = conforming(spec, value, data.filesystem, paths) if paths else None
+        if metas is not None:
+            keys = [self._target(k, run_id) for k in self.layout.partition_keys(spec, value, len(paths))]
+            size = copy_files(self.backend, keys, data.filesystem, paths)
+            return {"rows": sum(m.num_rows for m in metas), "bytes": size, "files": len(paths), "copied": len(paths)}
+        rewrite = data.rewrite if data.rewrite is not None else (
+            read_files(data.filesystem, paths) if paths else None)
+        key = self._target(self.layout.partition_key(spec, value), run_id)
+        if _is_stream(rewrite):
+            schema = None if spec.extra_columns else spec.arrow_schema()
+            rows, size = self._write(key, conform_batches(spec, rewrite, value), schema)
+        else:
+            from bdc.frames import conform_encoded
+
+            rows, size = self._store(key, *conform_encoded(spec, rewrite, value))
         return {"rows": rows, "bytes": size, "files": 1}
 
     def delete_partition(self, spec: TableSpec, value: str) -> None:
@@ -432,32 +520,133 @@ class Cache:
         self.backend.delete_prefix(self.layout.partition_prefix(spec, value))
 
     def publish(self, spec: TableSpec, build: dict[str, Any] | None = None, *,
-                leaving: Iterable[str] = ()) -> dict[str, Any]:
+                leaving: Iterable[str] = (), run_id: str | None = None) -> dict[str, Any]:
         """Write the column sidecar and the table's registry entry (data must already be written).
 
-        ``leaving``: partition values whose files are still there but are not part of the new set
-        (the sync runner deletes them once this entry is published).
+        ``leaving``: partition values whose files are still there but are not part of the new set.
+        ``run_id``: the entry lists what that sync run staged for the table (in place of the
+        stored files it replaces): publishing is then the one atomic step that switches readers
+        to the new version; :meth:`promote` moves the files to their places after.
         """
         sidecar = {"columns": spec.column_names}
         self.backend.write_bytes(self.layout.sidecar_key(spec), json.dumps(sidecar).encode())
         entry = registry_entry(spec, self.backend, self.layout, build,
-                               files=self.published_files(spec, leaving=leaving))
+                               files=self.published_files(spec, leaving=leaving, run_id=run_id))
+
+        def put(tables: list[dict[str, Any]]) -> None:
+            position = next((i for i, e in enumerate(tables) if e.get("name") == spec.name), len(tables))
+            tables[position:position + 1] = [entry]
+
+        self._update_registry(put)
+        return entry
+
+    def _update_registry(self, change: Any) -> None:
+        """Read the stored registry, let ``change`` edit its table list in place, write it back."""
         with registry_lock:
             doc = read_registry(self.backend, self.layout)  # the stored one, never a local copy
-            tables = [e for e in doc["tables"] if e.get("name") != spec.name]
-            position = next((i for i, e in enumerate(doc["tables"]) if e.get("name") == spec.name), len(tables))
-            tables.insert(position, entry)
+            tables = [e for e in doc["tables"] if isinstance(e, dict)]
+            change(tables)
             doc["tables"] = tables
             doc["version_folder"] = self.layout.version_folder
             doc["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             write_registry(self.backend, self.layout, doc)
-        return entry
 
-    def published_files(self, spec: TableSpec, *, leaving: Iterable[str] = ()) -> list[dict[str, Any]]:
+    def promote(self, spec: TableSpec) -> bool:
+        """Put the files the table's registry entry lists from a staging folder in their places,
+        remove the partition files it does not list, and publish the entry with the final paths.
+
+        Each file appears whole (a rename on disk, a server-side copy on S3), so a reader of the
+        layout sees every partition at the old or the new version. Safe to repeat after a crash:
+        it only makes the table's folder match the published entry. ``False`` when nothing was
+        staged.
+        """
+        entry = _find_entry(read_registry(self.backend, self.layout), spec.name)
+        files = entry.get("files") if entry else None
+        if not isinstance(files, list):
+            return False
+        folder = self.layout.version_folder + "/"
+        final: list[dict[str, Any]] = []
+        staged = False
+        for item in files:
+            if not (isinstance(item, dict) and isinstance(item.get("path"), str)):
+                continue
+            run, key = self.layout.unstaged_key(folder + item["path"])
+            if run is not None:
+                self.backend.copy(folder + item["path"], key)
+                staged = True
+            final.append({**item, "path": key[len(folder):]})
+        if spec.partitioned:
+            keep = {folder + item["path"] for item in final}
+            for info in self.backend.list(self.layout.table_prefix(spec)):
+                if info.key not in keep and self.layout.partition_value(spec, info.key) is not None:
+                    self.backend.delete(info.key)
+        if not staged and len(final) == len(files):
+            return False
+        if self.backend.remote:  # a copy may carry another ETag than its source
+            now = {info.key: info for info in self.backend.list(
+                self.layout.table_prefix(spec) if spec.partitioned else self.layout.table_key(spec))}
+            for item in final:
+                info = now.get(folder + item["path"])
+                if info is not None and info.etag:
+                    item["etag"] = info.etag
+
+        def put(tables: list[dict[str, Any]]) -> None:
+            for i, e in enumerate(tables):
+                if e.get("name") == spec.name:
+                    tables[i] = {**e, "files": final}
+
+        self._update_registry(put)
+        return True
+
+    def staged_runs(self) -> dict[str, bool]:
+        """The sync runs with a staging folder here: run id → whether the registry still lists
+        files of it (such a run was interrupted between publishing and promoting)."""
+        runs = {}
+        head = self.layout.staging_prefix()
+        for info in self.backend.list(head):
+            run, _, _rest = info.key[len(head):].partition("/")
+            runs[run] = False
+        if runs:
+            for entry in read_registry(self.backend, self.layout)["tables"]:
+                for item in (entry.get("files") if isinstance(entry, dict) else None) or []:
+                    if isinstance(item, dict) and isinstance(item.get("path"), str):
+                        run, _key = self.layout.unstaged_key(f"{self.layout.version_folder}/{item['path']}")
+                        if run in runs:
+                            runs[run] = True
+        return runs
+
+    def recover(self, *, keep: Iterable[str] = ()) -> dict[str, Any]:
+        """Finish what interrupted syncs left: promote the tables whose published entry still
+        lists staged files, then delete every staging folder no entry refers to (except the
+        runs in ``keep``). Run by the sync runner, holding the lock, before it builds anything.
+        """
+        promoted = []
+        names = set()
+        staging = self.layout.staging_prefix()[len(self.layout.version_folder) + 1:]
+        for entry in read_registry(self.backend, self.layout)["tables"]:
+            for item in (entry.get("files") if isinstance(entry, dict) else None) or []:
+                if isinstance(item, dict) and str(item.get("path", "")).startswith(staging):
+                    names.add(entry.get("name"))
+                    break
+        catalog = get_catalog()
+        for name in sorted(n for n in names if isinstance(n, str)):
+            spec = catalog.get(name)
+            if spec is not None and self.promote(spec):
+                promoted.append(name)
+        removed = []
+        kept = set(keep)
+        for run, listed in self.staged_runs().items():
+            if not listed and run not in kept:
+                self.backend.delete_prefix(self.layout.staging_prefix(run))
+                removed.append(run)
+        return {"promoted": promoted, "removed_staging": removed}
+
+    def published_files(self, spec: TableSpec, *, leaving: Iterable[str] = (),
+                        run_id: str | None = None) -> list[dict[str, Any]]:
         """The objects a reader of the table needs, for its registry entry: ``path`` (the key
         relative to the registry's folder: resolve it against the registry's URL, percent-encoding
         each segment), ``size``, for partitions the partition ``value`` and, on a remote store,
-        the object's ``etag``.
+        the object's ``etag``. ``run_id``: what that sync run staged replaces what is stored.
 
         With it a browser finds every partition file without listing the bucket, and bdc readers
         revalidate all their local copies of a version with the one registry request. (Local
@@ -475,12 +664,20 @@ class Cache:
 
         if spec.partitioned:
             gone = set(leaving)
-            return [item(info, value=value) for value, info in sorted(self.partition_objects(spec).items())
-                    if value not in gone]
-        try:
-            return [item(self.backend.info(self.layout.table_key(spec)))]
-        except ObjectNotFoundError:
-            return []
+            found = self.partition_files(spec)
+            if run_id is not None:
+                found.update(self.partition_files(spec, run_id))
+            return [item(info, value=value) for value, infos in sorted(found.items()) if value not in gone
+                    for info in infos]
+        keys = [self.layout.table_key(spec)]
+        if run_id is not None:
+            keys.insert(0, self.layout.staged_key(run_id, keys[0]))
+        for key in keys:
+            try:
+                return [item(self.backend.info(key))]
+            except ObjectNotFoundError:
+                continue
+        return []
 
     def put(self, name: str, data: Any, **build: Any) -> dict[str, Any]:
         """Write a whole table (partitioned tables split by their key) and publish it; for tests."""
@@ -499,7 +696,7 @@ class Cache:
             for value in values:
                 part = table.filter(pc.equal(table.column(spec.partition_key), value))
                 for k, v in self.write_partition(spec, str(value), part).items():
-                    stats[k] += v
+                    stats[k] = stats.get(k, 0) + v
             for gone in existing - {str(v) for v in values}:
                 self.delete_partition(spec, gone)
             stats["partitions"] = len(values)
@@ -520,6 +717,65 @@ class Cache:
     def write_state(self, spec: TableSpec, state: dict[str, Any]) -> None:
         """Save a table's incremental state (after its data and registry entry are published)."""
         self.backend.write_bytes(self.layout.state_key(spec), json.dumps(state, separators=(",", ":")).encode())
+
+
+#: Reads of a partitioned table start again when a sync published a new registry meanwhile.
+_READ_ATTEMPTS = 5
+_stored_lock = threading.Lock()
+#: (store URL, registry key) → (identity of the registry file, its parsed document).
+_stored: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
+
+
+def _registry_identity(backend: Backend, layout: Layout) -> Any:
+    """What changes whenever the registry object is replaced: a local file's inode, time and
+    size (every write renames a new file into place); another store's ETag."""
+    path = backend.local_path(layout.registry_key)
+    if path is not None:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+    try:
+        return backend.info(layout.registry_key).etag
+    except ObjectNotFoundError:
+        return None
+
+
+def _stored_registry(backend: Backend, layout: Layout) -> dict[str, Any]:
+    """The registry of a local or memory store, parsed once per version of the file (treat as
+    read-only: it is shared)."""
+    key = (backend.url, layout.registry_key)
+    identity = _registry_identity(backend, layout)
+    with _stored_lock:
+        known = _stored.get(key)
+    if identity is not None and known is not None and known[0] == identity:
+        return known[1]
+    doc = read_registry(backend, layout)
+    if identity is not None and identity == _registry_identity(backend, layout):
+        with _stored_lock:
+            _stored[key] = (identity, doc)
+    return doc
+
+
+def _find_entry(doc: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The registry entry of table ``name``."""
+    for entry in doc["tables"]:
+        if isinstance(entry, dict) and entry.get("name") == name:
+            return entry
+    return None
+
+
+def _entry_keys(layout: Layout, entry: dict[str, Any] | None, values: list[str] | None) -> list[str] | None:
+    """The keys of a partitioned table's files as its registry entry lists them (those of
+    ``values`` only, when given); ``None`` when the entry has no file list."""
+    files = entry.get("files") if entry else None
+    if not isinstance(files, list):
+        return None
+    wanted = None if values is None else set(values)
+    return [f"{layout.version_folder}/{f['path']}" for f in files
+            if isinstance(f, dict) and isinstance(f.get("path"), str)
+            and (wanted is None or f.get("value") in wanted)]
 
 
 def _local_source(objects: Sequence[LocalObject], label: str, columns: Sequence[str] | None) -> Source:

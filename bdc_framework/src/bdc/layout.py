@@ -6,7 +6,9 @@
     {root}/bdc-v{MAJOR.MINOR}/cache_registry.json       the registry of that version
     {root}/bdc-v{MAJOR.MINOR}/{table}.pqt               an unpartitioned table
     {root}/bdc-v{MAJOR.MINOR}/{table}.json              its column sidecar
-    {root}/bdc-v{MAJOR.MINOR}/{table}/{key}={value}/data.pqt   a partition
+    {root}/bdc-v{MAJOR.MINOR}/{table}/{key}={value}/data.pqt   a partition (its ``file_name``)
+    {root}/bdc-v{MAJOR.MINOR}/{table}/{key}={value}/data-0001.pqt   … a partition of several files
+    {root}/bdc-v{MAJOR.MINOR}/_staging/{run_id}/…       a sync's new files, before they are promoted
     {root}/bdc-v{MAJOR.MINOR}/_state/{table}.json       incremental state of the last build
     {root}/bdc-v{MAJOR.MINOR}/_runs/{run_id}.json       sync run reports
     {root}/custom/{name}.pqt                            custom tables (survive version bumps)
@@ -14,6 +16,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote
 
 import attrs
@@ -21,11 +24,15 @@ import attrs
 from bdc.names import check_partition_value, check_table_name, encode_partition_value
 from bdc.spec import TableSpec
 
-__all__ = ["Layout", "VERSIONS_KEY", "LOCK_KEY", "CUSTOM_PREFIX"]
+__all__ = ["Layout", "VERSIONS_KEY", "LOCK_KEY", "CUSTOM_PREFIX", "STAGING_FOLDER"]
 
 VERSIONS_KEY = "cache_versions.json"
 LOCK_KEY = "_bdc_sync.lock"
 CUSTOM_PREFIX = "custom"
+#: Inside a version folder: each sync's new files (``_staging/{run_id}/{the key they will have}``)
+#: until the registry lists them and they are promoted to their places.
+STAGING_FOLDER = "_staging"
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 @attrs.frozen
@@ -61,8 +68,26 @@ class Layout:
         return f"{self.table_prefix(spec)}{spec.partition_key}={encode_partition_value(value)}/"
 
     def partition_key(self, spec: TableSpec, value: str) -> str:
-        """The parquet object of one partition."""
+        """The parquet object of one partition (the first, when it has several)."""
         return self.partition_prefix(spec, value) + spec.file_name
+
+    def partition_keys(self, spec: TableSpec, value: str, count: int) -> list[str]:
+        """The ``count`` objects of one partition: ``data.pqt`` alone, or ``data.pqt``,
+        ``data-0001.pqt``, ``data-0002.pqt``… (the spec's ``file_name`` numbered)."""
+        prefix = self.partition_prefix(spec, value)
+        stem, dot, ext = spec.file_name.rpartition(".")
+        if not dot:
+            stem, ext = spec.file_name, ""
+        return [prefix + (spec.file_name if i == 0 else f"{stem}-{i:04d}{dot}{ext}") for i in range(max(1, count))]
+
+    def is_partition_file(self, spec: TableSpec, name: str) -> bool:
+        """Whether ``name`` (a file name in a partition folder) is one of the partition's files."""
+        if name == spec.file_name:
+            return True
+        stem, dot, ext = spec.file_name.rpartition(".")
+        if not dot:
+            stem, ext = spec.file_name, ""
+        return re.fullmatch(re.escape(stem) + r"-\d{4}" + re.escape(dot + ext), name) is not None
 
     def partition_value(self, spec: TableSpec, key: str) -> str | None:
         """The partition value a key belongs to (``None`` if the key is not a partition file)."""
@@ -70,12 +95,35 @@ class Layout:
         if not key.startswith(prefix):
             return None
         rest = key[len(prefix):].split("/")
-        if len(rest) != 2 or rest[1] != spec.file_name:
+        if len(rest) != 2 or not self.is_partition_file(spec, rest[1]):
             return None
         head = f"{spec.partition_key}="
         if not rest[0].startswith(head):
             return None
         return unquote(rest[0][len(head):])
+
+    def staging_prefix(self, run_id: str | None = None) -> str:
+        """The staging folder of one sync run (or of all runs), with a trailing slash."""
+        if run_id is None:
+            return f"{self.version_folder}/{STAGING_FOLDER}/"
+        if not _RUN_ID.match(run_id):
+            raise ValueError(f"bad run id {run_id!r}")
+        return f"{self.version_folder}/{STAGING_FOLDER}/{run_id}/"
+
+    def staged_key(self, run_id: str, key: str) -> str:
+        """Where run ``run_id`` writes the object that will be published as ``key``."""
+        head = self.version_folder + "/"
+        if not key.startswith(head):
+            raise ValueError(f"{key!r} is not in version folder {self.version_folder!r}")
+        return self.staging_prefix(run_id) + key[len(head):]
+
+    def unstaged_key(self, key: str) -> tuple[str | None, str]:
+        """``(run_id, published key)`` of a staged key; ``(None, key)`` for any other key."""
+        head = self.staging_prefix()
+        if not key.startswith(head):
+            return None, key
+        run_id, _, rest = key[len(head):].partition("/")
+        return run_id, f"{self.version_folder}/{rest}"
 
     def state_key(self, spec: TableSpec) -> str:
         """The incremental state saved by the table's last build."""

@@ -143,6 +143,12 @@ class Backend(abc.ABC):
     def delete(self, key: str) -> None:
         """Delete ``key`` (absent is fine)."""
 
+    def copy(self, source: str, target: str) -> None:
+        """Copy object ``source`` to ``target`` within this store; ``target`` appears whole
+        (readers see the previous object or the new one, never a part). This default reads
+        and writes the bytes; stores override it with their own copy."""
+        self.write_bytes(target, self.read_bytes(source))
+
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under ``prefix``; returns how many."""
         items = self.list(prefix)

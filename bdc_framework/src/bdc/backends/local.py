@@ -70,6 +70,50 @@ class LocalBackend(Backend):
                 tmp.unlink()
             raise
 
+    def copy(self, source: str, target: str) -> None:
+        """A hard link of ``source`` under a temp name beside ``target``, renamed into place
+        (no bytes copied; a byte copy where links are not possible). ``source`` stays."""
+        src, path = self._path(source), self._path(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}{_TMP_MARK}{uuid.uuid4().hex}")
+        try:
+            try:
+                os.link(src, tmp)
+            except FileNotFoundError:
+                raise ObjectNotFoundError(f"{self.url}: no object {source!r}") from None
+            except OSError:
+                import shutil
+
+                shutil.copyfile(src, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every file under ``prefix`` (a folder prefix goes with its folders)."""
+        if not prefix.endswith("/"):
+            return super().delete_prefix(prefix)
+        import shutil
+
+        folder = self._path(prefix.rstrip("/"))
+        if not folder.is_dir():
+            return 0
+        count = sum(len(files) for _d, _s, files in os.walk(folder))
+        shutil.rmtree(folder, ignore_errors=True)
+        self._prune(folder.parent)
+        return count
+
+    def _prune(self, folder: Path) -> None:
+        """Remove ``folder`` and its parents while they are empty (not the root)."""
+        while folder != self.root and folder.is_relative_to(self.root):
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+            folder = folder.parent
+
     def info(self, key: str) -> ObjectInfo:
         """``stat`` of the file."""
         path = self._path(key)
@@ -111,13 +155,7 @@ class LocalBackend(Backend):
         path = self._path(key)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        parent = path.parent
-        while parent != self.root and parent.is_relative_to(self.root):
-            try:
-                parent.rmdir()
-            except OSError:
-                break
-            parent = parent.parent
+        self._prune(path.parent)
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
         """Create the file with ``O_EXCL``."""

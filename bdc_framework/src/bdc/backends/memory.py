@@ -55,6 +55,15 @@ class MemoryBackend(Backend):
         with _lock:
             self._objects[key] = (buffer.getvalue(), time.time())
 
+    def copy(self, source: str, target: str) -> None:
+        """Store ``source``'s bytes under ``target`` too."""
+        with _lock:
+            try:
+                data = self._objects[source][0]
+            except KeyError:
+                raise ObjectNotFoundError(f"{self.url}: no object {source!r}") from None
+            self._objects[target] = (data, time.time())
+
     def info(self, key: str) -> ObjectInfo:
         """Size, time and an MD5 ETag."""
         with _lock:

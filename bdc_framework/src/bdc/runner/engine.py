@@ -196,16 +196,20 @@ def run_partition(task: PartitionTask, cache: Cache | None = None) -> list[Parti
             data, _state, side = _unpack(results.get(value))
             # a one-shot stream cannot be written twice: retry only re-iterable data
             write = ctx.call if not hasattr(data, "__next__") else (lambda fn, *a: fn(*a))
-            stats = write(cache.write_partition, spec, value, data)
+            stats = write(cache.write_partition, spec, value, data, run_id=task.run_id)
             side_rows = {}
             for side_spec in task.side_specs:
-                side_stats = ctx.call(cache.write_partition, side_spec, value, side.get(side_spec.name))
+                side_stats = ctx.call(cache.write_partition, side_spec, value, side.get(side_spec.name),
+                                      run_id=task.run_id)
                 side_rows[side_spec.name] = side_stats["rows"]
         except Exception as exc:
             outcomes.append(PartitionError((value,), exc, ctx.retries - retries_before))
             continue
+        counters = dict(ctx.counters) if not outcomes else {}
+        if stats.get("copied"):
+            counters["files_copied"] = counters.get("files_copied", 0) + stats["copied"]
         outcomes.append(PartitionOutcome(value, stats["rows"], stats["bytes"], ctx.retries - retries_before, begun,
-                                         time.time(), side_rows, dict(ctx.counters) if not outcomes else {}))
+                                         time.time(), side_rows, counters))
     # retries spent on the shared fetch are counted once, on the first partition
     first = outcomes[0] if outcomes else None
     if isinstance(first, PartitionOutcome):
@@ -230,6 +234,7 @@ class Runner:
         progress: Progress | None = None,
         run_id: str | None = None,
         table_workers: int | None = None,
+        recover: bool = True,
     ):
         self.cache = cache
         self.plan = plan
@@ -239,6 +244,8 @@ class Runner:
         self.progress = progress or Progress()
         self.run_id = run_id or new_run_id()
         self.table_workers = table_workers or max(1, min(8, executor.workers))
+        #: Finish interrupted syncs' promotions and drop their staging first (only holding the lock).
+        self.recover = recover
         names = [s.name for s in plan.tables]
         for specs in plan.side_tables.values():
             names.extend(s.name for s in specs)
@@ -253,6 +260,8 @@ class Runner:
         """Build every table of the plan; returns the report (also written to the cache)."""
         started = time.monotonic()
         self.progress.run_started(self.run_id, self.cache.url, [t.name for t in self.report.tables])
+        if self.recover:
+            self._tidy_staging("before the run")
         specs = {s.name: s for s in self.plan.tables}
         deps = {s.name: {self._producer(d) for d in s.depends_on} & set(specs) for s in specs.values()}
         pending = dict(specs)
@@ -274,12 +283,28 @@ class Runner:
                 for future in done:
                     name = running.pop(future)
                     finished[name] = self.report.table(name).status
+        self._tidy_staging("after the run")
         self.report.seconds = round(time.monotonic() - started, 3)
         self.report.finished_at = utc_now()
         self.report.status = "ok" if self.report.ok else "failed"
         self._write_report()
         self.progress.run_finished(self.report)
         return self.report
+
+    def _tidy_staging(self, when: str) -> None:
+        """Promote what an interrupted run published but did not move, drop unreferenced staging
+        (:meth:`bdc.cache.Cache.recover`); a failure here is logged, never fatal: the tables are
+        still consistent for readers, and the next run tries again."""
+        import logging
+
+        log = logging.getLogger(__name__)
+        try:
+            done = self.retry.call(self.cache.recover, keep=() if when.startswith("after") else (self.run_id,))
+        except Exception as exc:
+            log.warning("tidying the staging folder %s failed: %s", when, _error_text(exc))
+            return
+        if done["promoted"]:
+            log.warning("finished promoting %s, published by an interrupted sync", ", ".join(done["promoted"]))
 
     def _producer(self, name: str) -> str:
         spec = self.cache.spec(name)
@@ -357,16 +382,19 @@ class Runner:
             if spec.finalize is not None:
                 table = conform(spec, spec.finalize(table))
             table = _sorted(spec, table)
-        stats = ctx.call(self.cache.write_table, spec, table)
-        side_stats = {s.name: ctx.call(self.cache.write_table, s, side.get(s.name)) for s in sides}
+        run = self.run_id
+        stats = ctx.call(self.cache.write_table, spec, table, run_id=run)
+        side_stats = {s.name: ctx.call(self.cache.write_table, s, side.get(s.name), run_id=run) for s in sides}
         tr.rows, tr.bytes, tr.retries, tr.counters = stats["rows"], stats["bytes"], ctx.retries, dict(ctx.counters)
         tr.status = "ok"
-        ctx.call(self.cache.publish, spec, self._build_info(tr))
+        ctx.call(self.cache.publish, spec, self._build_info(tr), run_id=run)
         for s in sides:
             st = self.report.table(s.name)
             st.rows, st.bytes, st.status, st.plugin, st.started_at = (
                 side_stats[s.name]["rows"], side_stats[s.name]["bytes"], "ok", s.plugin, tr.started_at)
-            ctx.call(self.cache.publish, s, self._build_info(st))
+            ctx.call(self.cache.publish, s, self._build_info(st), run_id=run)
+        for s in (spec, *sides):
+            ctx.call(self.cache.promote, s)
         ctx.call(self.cache.write_state, spec, dict(new_state if new_state is not None else ctx.state))
 
     def _merge(self, spec: TableSpec, ctx: BuildContext, delta: Delta) -> Any:
@@ -430,7 +458,7 @@ class Runner:
         else:
             fingerprints = {check_partition_value(str(v) if isinstance(v, int) else v, spec.partition_key or ""): None
                             for v in listing}
-        objects = self.cache.partition_objects(spec)
+        objects = self.cache.partition_files(spec)
         existing = set(objects)
         old = ctx.state.get("partitions", {}) if (spec.incremental and not self.full) else {}
         old_rows: dict[str, int] = ctx.state.get("rows", {}) if (spec.incremental and not self.full) else {}
@@ -458,7 +486,7 @@ class Runner:
         rows = {v: n for v, n in old_rows.items() if v in fingerprints and v not in todo}
         new_fp = {v: fp for v, fp in old.items() if v in fingerprints and v not in todo}
         # what each kept partition's file looks like now (size, and the ETag once a listing gave one)
-        files = {v: _file_record(objects[v], self.cache.backend.remote) for v in new_fp if v in objects}
+        files = {v: _files_record(objects[v], self.cache.backend.remote) for v in new_fp if v in objects}
         old_side: dict[str, dict[str, int]] = ctx.state.get("side_rows", {}) if rows else {}
         side_rows = {s.name: {v: n for v, n in old_side.get(s.name, {}).items() if v in rows} for s in sides}
         errors = []
@@ -488,53 +516,56 @@ class Runner:
         state = {**ctx.state, "partitions": {v: fp for v, fp in new_fp.items()}, "rows": rows,
                  "side_rows": side_rows, "files": files}
         if errors:
+            # nothing of this run is published: readers keep the previous version, whose state stays
             tr.status = "failed"
             shown = "; ".join(errors[:3]) + (f"; … {len(errors) - 3} more" if len(errors) > 3 else "")
             tr.error = f"{len(errors)} of {len(todo)} partitions failed: {shown}"
             for side in sides:
                 st = self.report.table(side.name)
                 st.status, st.error, st.plugin = "failed", f"producer {spec.name} had failed partitions", side.plugin
-            ctx.call(self.cache.write_state, spec, state)  # done partitions are not redone next time
             return
         tr.status = "ok" if (todo or vanished or not self.cache.is_published(spec)) else "unchanged"
-        if tr.status == "ok":  # the new set, without the vanished partitions (still there for current readers)
-            ctx.call(self.cache.publish, spec, self._build_info(tr), leaving=vanished)
+        tr.partitions_deleted = len(vanished) if tr.status == "ok" else 0
+        run = self.run_id
+        if tr.status == "ok":  # one registry write switches readers to the new set (staged files included)
+            ctx.call(self.cache.publish, spec, self._build_info(tr), leaving=vanished, run_id=run)
         for side in sides:
             st = self.report.table(side.name)
             st.status, st.plugin, st.partitions, st.started_at = tr.status, side.plugin, tr.partitions, tr.started_at
             st.partitions_built, st.partitions_deleted = tr.partitions_built, tr.partitions_deleted
             st.rows = sum(side_rows[side.name].values())
             if tr.status == "ok":
-                ctx.call(self.cache.publish, side, self._build_info(st), leaving=vanished)
-        # vanished partitions go only once the new set is published (and never on a failed build)
-        for value in vanished:
-            ctx.call(self.cache.delete_partition, spec, value)
-            for side in sides:
-                ctx.call(self.cache.delete_partition, side, value)
-            tr.partitions_deleted += 1
+                ctx.call(self.cache.publish, side, self._build_info(st), leaving=vanished, run_id=run)
+        if tr.status == "ok":
+            # then the staged files move to their places and vanished partitions go
+            for s in (spec, *sides):
+                ctx.call(self.cache.promote, s)
         ctx.call(self.cache.write_state, spec, state)
 
 
-def _file_record(info: Any, remote: bool) -> dict[str, Any]:
-    """What the state remembers of a partition's file: its size, and on a remote store its ETag
-    (a local store's ETag is a modification time: the states of identical builds would differ)."""
-    record: dict[str, Any] = {"size": int(info.size)}
-    if remote and info.etag:
-        record["etag"] = info.etag
+def _files_record(infos: list[Any], remote: bool) -> dict[str, Any]:
+    """What the state remembers of a partition's files: their total size, and on a remote store
+    their ETags (a local store's ETag is a modification time: the states of identical builds
+    would differ)."""
+    record: dict[str, Any] = {"size": sum(int(i.size) for i in infos)}
+    if remote and all(i.etag for i in infos):
+        record["etag"] = "|".join(i.etag for i in infos)
     return record
 
 
-def _tampered(info: Any, recorded: Any) -> bool:
-    """Whether a partition's file differs from what the last build recorded of it (truncated,
-    overwritten, replaced by another object): its size differs, or both sides know an ETag and
-    they differ. Nothing recorded (a state from before files were recorded): not tampered."""
+def _tampered(infos: list[Any], recorded: Any) -> bool:
+    """Whether a partition's files differ from what the last build recorded of them (truncated,
+    overwritten, replaced by another object, one missing): the total size differs, or both sides
+    know ETags and they differ. Nothing recorded (a state from before files were recorded): not
+    tampered."""
     if not isinstance(recorded, Mapping):
         return False
+    now = _files_record(infos, True)
     size = recorded.get("size")
-    if isinstance(size, int) and size != info.size:
+    if isinstance(size, int) and size != now["size"]:
         return True
     etag = recorded.get("etag")
-    return bool(etag and info.etag and etag != info.etag)
+    return bool(etag and now.get("etag") and etag != now["etag"])
 
 
 def _as_json(value: Any) -> Any:
