@@ -1,0 +1,240 @@
+"""How a sync publishes: staged files, one registry write as the switch, then promotion.
+
+Also the copy path for partitions given as existing parquet files (:class:`bdc.ParquetFiles`) and
+partitions of several files. Every scenario runs on the memory, file and S3 (moto) backends.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import bdc
+from bdc.build import ParquetFiles
+from bdc.cache import Cache
+from bdc.hookspecs import hookimpl
+from bdc.runner import sync
+from bdc.runner.retry import RetryPolicy
+from bdc.testing import make_spec
+
+FAST = RetryPolicy(attempts=2, base=0.0, cap=0.0)
+COLUMNS = (("sid", "string"), ("n", "int64"))
+
+
+def _rows(version: str, sid: str) -> list[dict[str, Any]]:
+    return [{"sid": sid, "n": i + (100 if version == "B" else 0)} for i in range(3)]
+
+
+class Source:
+    """What the test tables build: a version letter and a set of subjects, switchable."""
+
+    def __init__(self) -> None:
+        self.version = "A"
+        self.subjects = ["0001", "0002", "0003"]
+        self.fail_on: set[str] = set()
+        self.files: dict[str, list[str]] = {}
+
+    def partitions(self, ctx: Any) -> dict[str, str]:
+        return {s: self.version for s in self.subjects}
+
+    def build_partition(self, ctx: Any, sid: str) -> Any:
+        if sid in self.fail_on:
+            raise ValueError(f"bad subject {sid}")
+        return _rows(self.version, sid)
+
+    def build_whole(self, ctx: Any) -> Any:
+        return [{"sid": s, "n": len(s) + (100 if self.version == "B" else 0)} for s in self.subjects]
+
+    def build_files(self, ctx: Any, sid: str) -> Any:
+        return ParquetFiles(self.files[sid])
+
+
+class Plugin:
+    def __init__(self, source: Source):
+        self.source = source
+
+    @hookimpl
+    def bdc_tables(self) -> list[Any]:
+        s = self.source
+        return [
+            make_spec("pub_parts", COLUMNS, partition_key="sid", partitions=s.partitions,
+                      build_partition=s.build_partition, incremental=True),
+            make_spec("pub_whole", COLUMNS, build=s.build_whole),
+            make_spec("pub_files", COLUMNS, partition_key="sid", partitions=s.partitions,
+                      build_partition=s.build_files, file_name="data.parquet"),
+        ]
+
+
+@pytest.fixture(params=["memory", "file", "s3"])
+def cache(request: pytest.FixtureRequest, tmp_path: Path) -> Cache:
+    if request.param == "memory":
+        return request.getfixturevalue("bdc_cache")
+    if request.param == "file":
+        return Cache((tmp_path / "cache").as_uri())
+    return Cache(request.getfixturevalue("s3_url"))
+
+
+@pytest.fixture
+def source(bdc_plugin: Any) -> Source:
+    src = Source()
+    bdc_plugin(Plugin(src), name="publication-test")
+    return src
+
+
+def _sorted(table: Any) -> list[dict[str, Any]]:
+    return sorted(table.to_dict("records"), key=lambda r: (r["sid"], r["n"]))
+
+
+def _expected(version: str, subjects: list[str]) -> list[dict[str, Any]]:
+    return sorted((r for s in subjects for r in _rows(version, s)), key=lambda r: (r["sid"], r["n"]))
+
+
+def _write_files(folder: Path, sid: str, pieces: int, *, version: str = "A", bad: bool = False) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(pieces):
+        rows = [{"sid": sid, "n": 10 * i + j + (100 if version == "B" else 0)} for j in range(2)]
+        table = pa.Table.from_pylist(rows, schema=pa.schema([("sid", pa.string()), ("n", pa.int64())]))
+        if bad:  # int32 where int64 is declared: not publishable as it is
+            table = table.cast(pa.schema([("sid", pa.string()), ("n", pa.int32())]))
+        path = folder / f"{sid}-{i}.parquet"
+        pq.write_table(table, path)
+        paths.append(str(path))
+    return paths
+
+
+def test_a_run_leaves_no_staging_and_lists_final_paths(cache: Cache, source: Source) -> None:
+    report = sync(cache, only=["pub_parts", "pub_whole"], retry=FAST)
+    assert report.ok, report.summary()
+    assert cache.backend.list(cache.layout.staging_prefix()) == []
+    for name in ("pub_parts", "pub_whole"):
+        files = cache.registry_entry(name)["files"]
+        assert files and not any(f["path"].startswith("_staging/") for f in files)
+        for f in files:  # the registry matches the stored objects
+            assert cache.backend.info(f"{cache.layout.version_folder}/{f['path']}").size == f["size"]
+    assert _sorted(cache.get("pub_parts")) == _expected("A", source.subjects)
+
+
+def test_between_the_registry_switch_and_promotion_readers_see_the_new_version_whole(
+        cache: Cache, source: Source, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert sync(cache, only=["pub_parts", "pub_whole"], retry=FAST).ok
+    source.version = "B"
+    source.subjects = ["0001", "0002", "0004"]  # one changed set: 0003 goes, 0004 comes
+    seen: dict[str, Any] = {}
+
+    def interrupted(spec: Any) -> bool:
+        # what readers see after the one registry write, before any file moved: then "crash"
+        seen[spec.name] = cache.get(spec.name)
+        raise RuntimeError("killed before promotion")
+
+    monkeypatch.setattr(cache, "promote", interrupted)
+    report = sync(cache, only=["pub_parts"], retry=RetryPolicy(attempts=1))
+    assert not report.ok  # the promotion failed after publishing: reported, never half-read
+    assert _sorted(seen["pub_parts"]) == _expected("B", source.subjects)
+    # the registry still lists the staged files: readers keep the new version whole
+    assert _sorted(cache.get("pub_parts")) == _expected("B", source.subjects)
+    assert any(f["path"].startswith("_staging/") for f in cache.registry_entry("pub_parts")["files"])
+    monkeypatch.undo()
+
+    # the next sync finishes the promotion first, then has nothing to rebuild beyond the state
+    report = sync(cache, only=["pub_parts"], retry=FAST)
+    assert report.ok, report.summary()
+    files = cache.registry_entry("pub_parts")["files"]
+    assert sorted({f["value"] for f in files}) == source.subjects
+    assert not any(f["path"].startswith("_staging/") for f in files)
+    assert cache.backend.list(cache.layout.staging_prefix()) == []
+    assert sorted(cache.partition_files(cache.spec("pub_parts"))) == source.subjects  # 0003 removed
+    assert _sorted(cache.get("pub_parts")) == _expected("B", source.subjects)
+
+
+def test_a_failed_partition_publishes_nothing_and_its_staging_is_dropped(cache: Cache, source: Source) -> None:
+    assert sync(cache, only=["pub_parts"], retry=FAST).ok
+    before = cache.registry_entry("pub_parts")
+    source.version, source.fail_on = "B", {"0002"}
+    report = sync(cache, only=["pub_parts"], retry=FAST)
+    assert report.table("pub_parts").status == "failed"
+    assert cache.registry_entry("pub_parts") == before
+    assert _sorted(cache.get("pub_parts")) == _expected("A", source.subjects)  # never a mix
+    assert cache.backend.list(cache.layout.staging_prefix()) == []
+    source.fail_on = set()
+    assert sync(cache, only=["pub_parts"], retry=FAST).ok
+    assert _sorted(cache.get("pub_parts")) == _expected("B", source.subjects)
+
+
+def test_conforming_files_are_copied_as_they_are_and_others_rewritten(
+        cache: Cache, source: Source, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    source.files = {"0001": _write_files(src, "0001", 3), "0002": _write_files(src, "0002", 1),
+                    "0003": _write_files(src, "0003", 2, bad=True)}
+    report = sync(cache, only=["pub_files"], retry=FAST)
+    assert report.ok, report.summary()
+    assert report.table("pub_files").counters.get("files_copied") == 4
+    spec = cache.spec("pub_files")
+    stored = cache.partition_files(spec)
+    assert {v: [i.key.rsplit("/", 1)[1] for i in infos] for v, infos in stored.items()} == {
+        "0001": ["data-0001.parquet", "data-0002.parquet", "data.parquet"],
+        "0002": ["data.parquet"], "0003": ["data.parquet"]}
+    # copied byte for byte, in order
+    keys = cache.layout.partition_keys(spec, "0001", 3)
+    assert [cache.backend.read_bytes(k) for k in keys] == [Path(p).read_bytes() for p in source.files["0001"]]
+    # the int32 subject was rewritten with the declared type
+    rewritten = pq.read_table(pa.BufferReader(cache.backend.read_bytes(keys[0].replace("0001", "0003"))))
+    assert rewritten.schema.field("n").type == pa.int64()
+    got = cache.get("pub_files")
+    assert len(got) == 12 and sorted(set(got["sid"])) == ["0001", "0002", "0003"]
+    assert len(cache.get("pub_files", sid="0001")) == 6
+
+    # the source coalesces 0001's three files into one: the partition ends with exactly that file
+    for p in source.files["0001"]:
+        Path(p).unlink()
+    source.files["0001"] = _write_files(src / "coalesced", "0001", 1, version="B")
+    assert sync(cache, only=["pub_files"], retry=FAST).ok
+    assert [i.key.rsplit("/", 1)[1] for i in cache.partition_files(spec)["0001"]] == ["data.parquet"]
+    assert sorted(cache.get("pub_files", sid="0001")["n"]) == [100, 101]
+    assert len(cache.registry_entry("pub_files")["files"]) == 3
+
+
+def test_files_that_do_not_hold_the_partition_value_are_rewritten(bdc_file_cache: Cache, source: Source,
+                                                                   tmp_path: Path) -> None:
+    # a file of subject 0002 offered as subject 0001's: its key column says otherwise
+    wrong = _write_files(tmp_path / "src", "0002", 1)
+    source.subjects = ["0001"]
+    source.files = {"0001": wrong}
+    report = sync(bdc_file_cache, only=["pub_files"], retry=FAST)
+    assert report.table("pub_files").status == "failed"  # the conform step refuses the foreign rows
+    assert "0001" in (report.table("pub_files").error or "")
+
+
+def test_direct_partition_writes_drop_the_files_they_no_longer_have(bdc_file_cache: Cache, bdc_plugin: Any,
+                                                                    tmp_path: Path) -> None:
+    spec = make_spec("pub_direct", COLUMNS, partition_key="sid")
+    bdc_plugin(spec)
+    cache = bdc_file_cache
+    paths = _write_files(tmp_path / "src", "0001", 3)
+    assert cache.write_partition(spec, "0001", ParquetFiles(paths))["files"] == 3
+    assert len(cache.partition_files(spec)["0001"]) == 3
+    assert cache.write_partition(spec, "0001", _rows("A", "0001"))["files"] == 1
+    assert [i.key.rsplit("/", 1)[1] for i in cache.partition_files(spec)["0001"]] == ["data.pqt"]
+    cache.publish(spec)
+    assert _sorted(cache.get("pub_direct")) == _expected("A", ["0001"])
+
+
+def test_reads_follow_the_registry_not_the_folder(bdc_file_cache: Cache, bdc_plugin: Any) -> None:
+    spec = make_spec("pub_snap", COLUMNS, partition_key="sid")
+    bdc_plugin(spec)
+    cache = bdc_file_cache
+    cache.put("pub_snap", _rows("A", "0001"))
+    # a partition file that appears without being published is not part of the table yet
+    cache.write_partition(spec, "0002", _rows("A", "0002"))
+    assert sorted(set(cache.get("pub_snap")["sid"])) == ["0001"]
+    assert len(cache.get("pub_snap", sid="0002")) == 0
+    cache.publish(spec)
+    assert sorted(set(cache.get("pub_snap")["sid"])) == ["0001", "0002"]
+    # a listed partition whose file disappeared is an error naming it, never silently fewer rows
+    Path(cache.backend.local_path(cache.layout.partition_key(spec, "0002"))).unlink()
+    with pytest.raises(bdc.ReadError, match="sid=0002"):
+        cache.get("pub_snap")
