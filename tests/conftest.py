@@ -71,3 +71,21 @@ def isolated_bdc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[No
     yield
     plugins.reset()
     api._caches.clear()
+
+
+# -- the long (soak) variants: marked ``slow``, run only with --soak (here, not in a sub-folder's
+# conftest: pytest honours pytest_addoption only in the conftests it loads at startup) -------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--soak", action="store_true", default=False,
+                     help="also run the long variants of the reliability tests (marked slow), e.g. 10 minutes of load")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--soak"):
+        return
+    skip = pytest.mark.skip(reason="a long variant: run with --soak")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

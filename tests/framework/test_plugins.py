@@ -170,11 +170,21 @@ def test_colliding_table_names_name_both_distributions(site: Any, monkeypatch: p
         site("lab-second", "second", plugin_source("other_table", alias="shared_table"))
     else:
         site("lab-second", "second", plugin_source("shared_table"))
-    _load(monkeypatch, "lab-first,lab-second")
+    site("lab-third", "third", plugin_source("third_table"))
+    _load(monkeypatch, "lab-first,lab-second,lab-third")
+    # isolated: the contested name is left out (no claimant kept), every other table stays
+    names = {t.name for t in bdc.tables()}
+    assert names == ({"other_table", "third_table"} if alias else {"third_table"})
     with pytest.raises(TableCollisionError) as info:
-        bdc.tables()
+        bdc.get("shared_table")
     message = str(info.value)
     assert "'shared_table'" in message and "lab-first" in message and "lab-second" in message
+    assert set(info.value.providers) == {"lab-first", "lab-second"}
+    # BDC_STRICT_PLUGINS=1: the collision is fatal, as a plugin that fails to load is
+    monkeypatch.setenv("BDC_STRICT_PLUGINS", "1")
+    _load(monkeypatch, "lab-first,lab-second,lab-third")
+    with pytest.raises(TableCollisionError, match="'shared_table'.*(lab-first.*lab-second|lab-second.*lab-first)"):
+        bdc.tables()
 
 
 def test_in_process_plugin_colliding_with_an_entry_point(site: Any, monkeypatch: pytest.MonkeyPatch,
@@ -185,6 +195,13 @@ def test_in_process_plugin_colliding_with_an_entry_point(site: Any, monkeypatch:
     site("lab-good", "good", plugin_source("good_table"))
     _load(monkeypatch, "lab-good")
     bdc_plugin(make_spec("good_table"), name="mine", distribution="my-notebook")
+    assert "good_table" not in {t.name for t in bdc.tables()}
+    with pytest.raises(TableCollisionError, match="(lab-good.*my-notebook|my-notebook.*lab-good)"):
+        bdc.get("good_table")
+    monkeypatch.setenv("BDC_STRICT_PLUGINS", "1")
+    from bdc import catalog
+
+    catalog.invalidate()
     with pytest.raises(TableCollisionError, match="(lab-good.*my-notebook|my-notebook.*lab-good)"):
         bdc.tables()
 

@@ -1,14 +1,25 @@
 """The table catalog: every table spec from every plugin, by name and alias.
 
-Built once from the plugin manager (and rebuilt when plugins are registered or removed). Two
-plugins declaring one name or alias is a :class:`~bdc.errors.TableCollisionError` naming both
-distributions; an unknown name gives close matches.
+Built once from the plugin manager (and rebuilt when plugins are registered or removed); an
+unknown name gives close matches.
+
+Two plugins declaring one name or alias is a *collision*, isolated like any other plugin fault
+(with ``BDC_STRICT_PLUGINS=1`` it is fatal instead: the catalog raises). The contested label
+resolves to a :class:`~bdc.errors.TableCollisionError` naming both distributions, so ``bdc.get``
+of it raises that error, and the sync reports the table as failed while every other table builds.
+No claimant of a contested *name* is kept: which plugin loads first depends on the environment
+(entry-point order, in-process registration), so keeping "the first" would publish different data
+under one name on different machines, and could overwrite what the other plugin published
+before; keeping none leaves the data already published under that name untouched until an
+operator disables one of the two. A contested *alias* is only a reader's shortcut: the alias is
+unusable (it raises the collision), the table keeps building under its own name.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
+import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +30,8 @@ from bdc.errors import PluginError, TableCollisionError, UnknownTableError
 from bdc.spec import BackendSpec, DemoSpec, ExecutorSpec, FunctionSpec, TableSpec
 
 __all__ = ["Catalog", "get_catalog", "invalidate"]
+
+log = logging.getLogger(__name__)
 
 _lock = threading.RLock()
 _catalog: Catalog | None = None
@@ -74,19 +87,41 @@ class Catalog:
         self._pm = pm
 
     @functools.cached_property
-    def _table_index(self) -> tuple[dict[str, TableSpec], dict[str, str]]:
+    def _table_index(self) -> tuple[dict[str, TableSpec], dict[str, str], dict[str, TableCollisionError],
+                                    dict[str, tuple[TableSpec, ...]]]:
+        from bdc.plugins import _strict
+
+        declared = _collect(self._pm.hook.bdc_tables, TableSpec)
+        claims: dict[str, list[str]] = {}  # label -> the distributions claiming it, in order
+        for dist, spec in declared:
+            for label in dict.fromkeys((spec.name, *spec.aliases)):
+                claims.setdefault(label, []).append(dist)
+        blocked: dict[str, TableCollisionError] = {}
+        for label, dists in claims.items():
+            if len(dists) > 1:
+                error = TableCollisionError(label, dists[0], dists[1])
+                if _strict():
+                    raise error
+                log.warning("%s; it is not built and reading it raises this error until one is disabled", error)
+                blocked[label] = error
         tables: dict[str, TableSpec] = {}
         by_alias: dict[str, str] = {}
-        owners: dict[str, str] = {}
-        for dist, spec in _collect(self._pm.hook.bdc_tables, TableSpec):
-            for label in (spec.name, *spec.aliases):
-                if label in owners:
-                    raise TableCollisionError(label, owners[label], dist)
-                owners[label] = dist
+        excluded: dict[str, tuple[TableSpec, ...]] = {}
+        left_out: list[TableSpec] = []
+        for _dist, spec in declared:
+            if spec.name in blocked:  # a contested name: no claimant is kept
+                excluded[spec.name] = (*excluded.get(spec.name, ()), spec)
+                left_out.append(spec)
+                continue
             tables[spec.name] = spec
             for alias in spec.aliases:
-                by_alias[alias] = spec.name
-        return tables, by_alias
+                if alias not in blocked:
+                    by_alias[alias] = spec.name
+        for spec in left_out:  # the aliases of a left-out table raise its name's collision
+            for alias in spec.aliases:
+                if alias not in blocked and alias not in tables and alias not in by_alias:
+                    blocked[alias] = blocked[spec.name]
+        return tables, by_alias, blocked, excluded
 
     @property
     def _tables(self) -> dict[str, TableSpec]:
@@ -95,6 +130,19 @@ class Catalog:
     @property
     def _by_alias(self) -> dict[str, str]:
         return self._table_index[1]
+
+    @property
+    def collisions(self) -> dict[str, TableCollisionError]:
+        """Labels (names and aliases) claimed by more than one plugin, each with its error.
+
+        Also the aliases of a table left out for a contested name (they raise its collision).
+        """
+        return dict(self._table_index[2])
+
+    @property
+    def excluded(self) -> dict[str, tuple[TableSpec, ...]]:
+        """Table names left out because more than one plugin declares them: name → every claimant's spec."""
+        return dict(self._table_index[3])
 
     @functools.cached_property
     def backends(self) -> dict[str, BackendSpec]:
@@ -127,10 +175,14 @@ class Catalog:
         return len(self._tables)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._tables or name in self._by_alias
+        return name in self._tables or name in self._by_alias or name in self._table_index[2]
 
     def resolve(self, name: str) -> TableSpec:
-        """The spec for a table name or alias; :class:`UnknownTableError` with suggestions."""
+        """The spec for a table name or alias; :class:`UnknownTableError` with suggestions,
+        :class:`TableCollisionError` for a label two plugins claim."""
+        if name in self._table_index[2]:
+            error = self._table_index[2][name]
+            raise TableCollisionError(error.name, *error.providers)  # a fresh one: no stale traceback
         spec = self._tables.get(name)
         if spec is None and name in self._by_alias:
             spec = self._tables[self._by_alias[name]]
@@ -141,7 +193,7 @@ class Catalog:
         return spec
 
     def get(self, name: str) -> TableSpec | None:
-        """The spec for a name or alias, or ``None``."""
+        """The spec for a name or alias, or ``None`` (a contested label raises its :class:`TableCollisionError`)."""
         try:
             return self.resolve(name)
         except UnknownTableError:

@@ -53,13 +53,15 @@ def sync(
     report to that path: JSON, or the HTML page of :mod:`bdc.runner.html` when the path ends in
     ``.html``/``.htm``; ``report_html`` writes the HTML page too (so one run can leave both). The
     JSON report is always written into the cache as well (``bdc-vX.Y/_runs/{run_id}.json``).
-    Holding the cache's lock, a second sync raises :class:`bdc.LockHeldError`.
+    Holding the cache's lock, a second sync raises :class:`bdc.LockHeldError`. A table name two
+    plugins declare is reported as failed (naming both), its dependents as skipped; the other
+    tables build as usual.
     """
     from bdc.cache import Cache
     from bdc.catalog import get_catalog
     from bdc.runner.lock import SyncLock
     from bdc.runner.progress import make_progress
-    from bdc.runner.engine import Runner
+    from bdc.runner.engine import Runner, new_run_id
 
     if not isinstance(cache, Cache):
         cache = Cache(cache, version=version)
@@ -69,12 +71,18 @@ def sync(
     name = executor if isinstance(executor, str) else type(executor).__name__
     options = {"scheduler": scheduler} if scheduler else {}
     pool = open_executor(executor, workers, **options) if isinstance(executor, str) else executor
-    guard = SyncLock(cache.backend) if lock else None
+    run_id = new_run_id()  # named by the lock, so a refused sync can tell which run holds it
+    guard = SyncLock(cache.backend, run_id=run_id) if lock else None
     try:
         if guard is not None:
             guard.acquire()
         runner = Runner(cache, plan, executor=pool, executor_name=name, full=full, retry=retry,
-                        progress=make_progress(progress))
+                        progress=make_progress(progress), run_id=run_id,
+                        recover=lock)  # tidying others' staging is only safe holding the lock
+        # tables the plan refused (a name two plugins declare, and their dependents): reported as
+        # failed/skipped, so the run fails while every other table builds and publishes
+        runner.report.tables.extend(TableReport(r.name, status=r.status, error=r.error, plugin=r.plugin)
+                                    for r in plan.refused.values())
         result = runner.run()
     finally:
         if guard is not None:
