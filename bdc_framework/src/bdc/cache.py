@@ -160,7 +160,8 @@ class Cache:
             if found is None:
                 raise not_built
             return [found]
-        for max_age in (None, 0.0):
+        for attempt in range(1, _READ_ATTEMPTS + 1):
+            max_age = None if attempt == 1 else 0.0
             entry = self._entry(spec.name, reader, max_age)
             if _entry_keys(self.layout, entry, values) is None:
                 break
@@ -168,14 +169,19 @@ class Cache:
             expected = {f"{self.layout.version_folder}/{f['path']}": f.get("etag")
                         for f in entry["files"] if isinstance(f, dict) and isinstance(f.get("path"), str)  # type: ignore[index]
                         and (wanted is None or f.get("value") in wanted)}
-            opened = reader.open_many(list(expected), columns=needed, expected=expected)
+            opened = reader.open_many(list(expected), columns=needed, expected=expected, max_age=max_age)
             gone = [k for k, o in opened.items() if o is None]
-            if not gone:
+            # a copy with another ETag than the registry lists: the object was replaced after that
+            # registry was read (a sync promoting its next version), and with the other copies it
+            # would make a table of two versions (on the last attempt: take the objects as they
+            # are, replaced outside of any publication)
+            changed = any(o is not None and expected[k] and o.etag != expected[k] for k, o in opened.items())
+            if not gone and (not changed or attempt == _READ_ATTEMPTS):
                 return [o for o in opened.values() if o is not None]
-            # the registry copy may predate a sync that removed partitions: read it again, once
-        else:
-            raise ReadError(f"The registry of {self.url} lists {reader.backend.uri(gone[0])} for table "
-                            f"{spec.name!r}, but it does not exist (a sync in progress? retry)")
+            if gone and attempt > 1:
+                raise ReadError(f"The registry of {self.url} lists {reader.backend.uri(gone[0])} for table "
+                                f"{spec.name!r}, but it does not exist (a sync in progress? retry)")
+            # the registry copy may predate a sync that replaced or removed partitions: read it again
         if values is not None:
             keys = [self.layout.partition_key(spec, v) for v in values]
             opened = reader.open_many(keys, columns=needed)
@@ -261,8 +267,11 @@ class Cache:
         needed = list(dict.fromkeys([*columns, *conditions])) if columns else None
         label = f"table {spec.name!r} in {self.url}"
         for attempt in range(1, _READ_ATTEMPTS + 1):
-            # a partitioned table is read as the registry lists it: if a sync published a new
-            # registry while we read, the files we read may be of two versions: read again
+            # A partitioned table is read as the registry lists it. Files on local disk are noted
+            # (_stamps) before DuckDB opens them: the read is one version when the registry was
+            # still the one listing them then, and none was replaced or removed until the end
+            # (a sync promotes by renaming over, and DuckDB opens a file more than once per read).
+            # Other stores: the registry must not change during the read.
             token = self._registry_token() if spec.partitioned else None
             source, copies = self._scan(spec, values, needed, label)
             if source is None:
@@ -270,19 +279,29 @@ class Cache:
 
                 table = empty_table(spec, list(columns) if columns else None)
                 return table if arrow else table.to_pandas()
+            stamps = _stamps(source.files) if source.files and not copies else None
+            if stamps is not None and token is not None and self._registry_token() != token:
+                _pause(attempt)  # the list may predate the files noted
+                continue
             try:
                 result = select(source, columns=columns, where=conditions, limit=limit, spec=spec, arrow=arrow)
             except ReadError:
                 last = attempt == _READ_ATTEMPTS
                 # another process evicted a local copy between lookup and read, or a sync moved on
-                if not last and (token is not None and self._registry_token() != token):
+                moved = (_stamps(source.files) != stamps) if stamps is not None else (
+                    token is not None and self._registry_token() != token)
+                if not last and moved:
+                    _pause(attempt)
                     continue
                 if last or not copies or all(os.path.exists(p) for p in copies):
                     raise
                 continue
-            if token is None or self._registry_token() == token or attempt == _READ_ATTEMPTS:
+            if (_stamps(source.files) == stamps) if stamps is not None else (
+                    token is None or self._registry_token() == token):
                 return result
-        raise AssertionError("unreachable")  # pragma: no cover
+            _pause(attempt)  # what we read may be of two versions: never return it
+        raise ReadError(f"Reading {label} failed: a sync replaced it {_READ_ATTEMPTS} times while it was "
+                        "being read; retry")
 
     def _registry_token(self) -> Any:
         """What identifies the registry now stored (``None`` on remote stores, whose reads check
@@ -313,43 +332,59 @@ class Cache:
         names = _referenced_names(query)
         for attempt in range(1, _READ_ATTEMPTS + 1):
             token = self._registry_token()
+            # what each view reads; its files on local disk noted before DuckDB opens them (see get)
+            sources = {name: self._view_source(name) for name in sorted(names)}
+            files = [f for source, local in sources.values() if source is not None and local for f in source.files]
+            noted = _stamps(files)
+            if files and token is not None and self._registry_token() != token:
+                _pause(attempt)  # the lists may predate the files noted
+                continue
+
+            def moved() -> bool:
+                if files:
+                    return _stamps(files) != noted
+                return token is not None and self._registry_token() != token
+
             cur = _connection_cursor()
             try:
-                for name in sorted(names):
-                    self._create_view(cur, name)
+                for name, (source, _local) in sources.items():
+                    if source is not None:
+                        _register_view(cur, name, source)
                 result = cur.sql(query, params=params) if params is not None else cur.sql(query)
                 if result is None:
                     return None
                 out = result_arrow(result) if arrow else result.df()
             except duckdb.Error as exc:
-                if attempt < _READ_ATTEMPTS and token is not None and self._registry_token() != token:
+                if attempt < _READ_ATTEMPTS and moved():
+                    _pause(attempt)
                     continue  # a sync published while we read (and removed files we were reading)
                 raise BdcError(f"SQL failed: {exc}") from exc
             finally:
                 cur.close()
-            if token is None or attempt == _READ_ATTEMPTS or self._registry_token() == token:
+            if not moved():
                 return out
-        raise AssertionError("unreachable")  # pragma: no cover
+            _pause(attempt)  # what we read may be of two versions of a table: never return it
+        raise ReadError(f"SQL failed: a sync replaced the tables it reads {_READ_ATTEMPTS} times while they were "
+                        "being read; retry")
 
-    def _create_view(self, cur: Any, name: str) -> None:
+    def _view_source(self, name: str) -> tuple[Source | None, bool]:
+        """What the view ``name`` reads (``None``: no table of ours, DuckDB will report the unknown
+        name), and whether its files are the store's own on local disk (a sync replaces or
+        removes them) rather than local copies of remote objects."""
         spec = get_catalog().get(name)
         if spec is not None:
-            source, _ = self._scan(spec, None, None, name)
+            source, copies = self._scan(spec, None, None, name)
             if source is None:
                 from bdc.frames import empty_table
 
-                cur.from_arrow(empty_table(spec)).create_view(name)
-                return
-        else:
-            try:
-                key = self._custom_key_found(name)
-            except (CustomTableNotFoundError, InvalidNameError):
-                return  # not ours: DuckDB will report the unknown name
-            source = self._source([key], name)
-        if source.files:
-            cur.read_parquet(list(source.files), union_by_name=True, hive_partitioning=False).create_view(name)
-        else:
-            cur.from_arrow(source.arrow).create_view(name)
+                return Source(arrow=empty_table(spec), label=name), False
+            return source, not copies
+        try:
+            key = self._custom_key_found(name)
+        except (CustomTableNotFoundError, InvalidNameError):
+            return None, False
+        source = self._source([key], name)
+        return source, bool(source.files) and not self.backend.remote
 
     # -- published documents ------------------------------------------------------------------
 
@@ -618,7 +653,8 @@ class Cache:
     def recover(self, *, keep: Iterable[str] = ()) -> dict[str, Any]:
         """Finish what interrupted syncs left: promote the tables whose published entry still
         lists staged files, then delete every staging folder no entry refers to (except the
-        runs in ``keep``). Run by the sync runner, holding the lock, before it builds anything.
+        runs in ``keep``), and the temp files of writes a crash cut short. Run by the sync runner,
+        holding the lock, before it builds anything (and after, when nothing is being written).
         """
         promoted = []
         names = set()
@@ -630,7 +666,10 @@ class Cache:
                     break
         catalog = get_catalog()
         for name in sorted(n for n in names if isinstance(n, str)):
-            spec = catalog.get(name)
+            try:
+                spec = catalog.get(name)
+            except BdcError:  # a name two plugins now declare: its staged files stay listed
+                continue
             if spec is not None and self.promote(spec):
                 promoted.append(name)
         removed = []
@@ -639,7 +678,9 @@ class Cache:
             if not listed and run not in kept:
                 self.backend.delete_prefix(self.layout.staging_prefix(run))
                 removed.append(run)
-        return {"promoted": promoted, "removed_staging": removed}
+        # a killed writer's temp files (local disk): hidden from readers, but never removed otherwise
+        swept = self.backend.remove_temp_files(self.layout.version_folder + "/")
+        return {"promoted": promoted, "removed_staging": removed, "removed_temp_files": swept}
 
     def published_files(self, spec: TableSpec, *, leaving: Iterable[str] = (),
                         run_id: str | None = None) -> list[dict[str, Any]]:
@@ -719,11 +760,39 @@ class Cache:
         self.backend.write_bytes(self.layout.state_key(spec), json.dumps(state, separators=(",", ":")).encode())
 
 
-#: Reads of a partitioned table start again when a sync published a new registry meanwhile.
-_READ_ATTEMPTS = 5
+#: Reads of a partitioned table start again when a sync published a new registry meanwhile
+#: (and of an unpartitioned one when its file was replaced), after a pause (:func:`_pause`).
+_READ_ATTEMPTS = 8
+
+
+def _pause(attempt: int) -> None:
+    """Before reading again: a sync publishes in a burst (registry, promotion, then the end of
+    its staging), so wait a little longer after each conflict (5 ms, 10 ms, … 200 ms at most,
+    ±50 %: readers that collided do not collide again)."""
+    import random
+
+    time.sleep(min(0.2, 0.005 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5))
 _stored_lock = threading.Lock()
 #: (store URL, registry key) → (identity of the registry file, its parsed document).
 _stored: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
+
+
+def _stamps(paths: Iterable[str]) -> list[Any]:
+    """What changes when a local file is replaced (a rename over it) or removed: its inode, time
+    and size (``None``: no such file).
+
+    DuckDB opens a parquet file more than once in one read, so a file renamed over meanwhile is
+    read as a mix of two files (an error, at best): a read compares these before and after.
+    """
+    out: list[Any] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            out.append(None)
+            continue
+        out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+    return out
 
 
 def _registry_identity(backend: Backend, layout: Layout) -> Any:
@@ -804,6 +873,15 @@ def _union_by_name(tables: list[Any]) -> Any:
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
 
 
+def _register_view(cur: Any, name: str, source: Source) -> None:
+    """``source`` as the view ``name`` of the cursor ``cur``: a temporary view (the cursors of the
+    process's connection share its catalog, and concurrent queries each need their own views)."""
+    if source.files:
+        cur.register(name, cur.read_parquet(list(source.files), union_by_name=True, hive_partitioning=False))
+    else:
+        cur.register(name, source.arrow)
+
+
 def _is_stream(data: Any) -> bool:
     import pyarrow as pa
 
@@ -822,7 +900,7 @@ def _referenced_names(query: str) -> set[str]:
 
     ``duckdb.get_table_names`` binds some statements (``JOIN ... USING``) and then fails on the
     tables that do not exist yet; in that case every identifier in the query is a candidate
-    (names that are not tables are ignored by :meth:`Cache._create_view`).
+    (names that are not tables are ignored by :meth:`Cache._view_source`).
     """
     import re
 

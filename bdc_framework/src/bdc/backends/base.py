@@ -156,6 +156,13 @@ class Backend(abc.ABC):
             self.delete(item.key)
         return len(items)
 
+    def remove_temp_files(self, prefix: str) -> int:
+        """Delete what writes interrupted by a crash left under ``prefix`` (temp files filled but
+        never renamed into place, which listings do not show); returns how many. Only for a caller
+        that knows no write is in progress there (the sync runner, holding the lock). This default:
+        none (a store whose objects appear whole, with nothing beside them)."""
+        return 0
+
     @abc.abstractmethod
     def create_exclusive(self, key: str, data: bytes) -> bool:
         """Write ``key`` only if it does not exist yet; ``False`` if it already existed."""

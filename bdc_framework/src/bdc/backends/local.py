@@ -86,6 +86,10 @@ class LocalBackend(Backend):
 
                 shutil.copyfile(src, tmp)
             os.replace(tmp, path)
+            # when ``target`` already is a link of ``source`` (a promotion made again after a
+            # crash), the rename does nothing and leaves the temp name: drop it
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
@@ -104,6 +108,23 @@ class LocalBackend(Backend):
         shutil.rmtree(folder, ignore_errors=True)
         self._prune(folder.parent)
         return count
+
+    def remove_temp_files(self, prefix: str) -> int:
+        """Delete the temp files of writes a crash interrupted under ``prefix`` (and the folders
+        they leave empty): a process killed between filling a temp file and renaming it leaves
+        one, hidden from listings, forever. Only while no write is in progress there."""
+        base = self.root / prefix if prefix else self.root
+        folder = base if prefix.endswith("/") or not prefix else base.parent
+        removed = 0
+        for dirpath, _dirs, files in os.walk(folder, topdown=False):
+            for name in files:
+                full = os.path.join(dirpath, name)
+                if _TMP_MARK in name and os.path.relpath(full, self.root).replace(os.sep, "/").startswith(prefix):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(full)
+                        removed += 1
+                        self._prune(Path(dirpath))
+        return removed
 
     def _prune(self, folder: Path) -> None:
         """Remove ``folder`` and its parents while they are empty (not the root)."""

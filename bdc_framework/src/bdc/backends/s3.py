@@ -79,7 +79,9 @@ def _is_unreachable(exc: Exception) -> bool:
 
 
 def _retries() -> dict[str, Any]:
-    """boto3's retry settings: ``AWS_MAX_ATTEMPTS``/``AWS_RETRY_MODE`` if set, else 3 retries."""
+    """boto3's retry settings: ``AWS_MAX_ATTEMPTS``/``AWS_RETRY_MODE`` if set, else standard mode with
+    3 retries (4 attempts; botocore's "standard" retries throttling such as ``SlowDown``, 5xx such
+    as ``InternalError``, and dropped connections, with exponential backoff)."""
     import os
 
     if os.environ.get("AWS_MAX_ATTEMPTS") or os.environ.get("AWS_RETRY_MODE"):
@@ -88,6 +90,54 @@ def _retries() -> dict[str, Any]:
             out["total_max_attempts"] = int(os.environ["AWS_MAX_ATTEMPTS"])
         return out
     return {"max_attempts": 3, "mode": "standard"}
+
+
+def _report_retries(client: Any) -> None:
+    """Tell :mod:`bdc.runner.retry` of every retry botocore makes by itself on ``client``.
+
+    botocore retries inside one API call, invisibly to bdc's :class:`~bdc.runner.RetryPolicy`. Each
+    retried attempt is reported with :func:`bdc.runner.retry.record_library_retry`, so the sync
+    run counts it in the table whose ``ctx.call`` (build, write, publish) made the request. The
+    handlers run in the thread that sends the request.
+    """
+    from bdc.runner.retry import record_library_retry
+
+    def remember(request_dict: Any = None, response: Any = None, caught_exception: Any = None,
+                 **_: Any) -> None:
+        # runs before botocore's retry handler decides: keep what went wrong with this attempt
+        context = (request_dict or {}).get("context")
+        if context is None:
+            return None
+        if caught_exception is not None:
+            context["bdc_failure"] = type(caught_exception).__name__
+        elif response is not None:
+            http, parsed = response
+            code = ((parsed or {}).get("Error") or {}).get("Code")
+            context["bdc_failure"] = f"{code or 'HTTP'} {getattr(http, 'status_code', '')}".strip()
+        return None
+
+    def created(request: Any = None, operation_name: str = "", **_: Any) -> None:
+        context = getattr(request, "context", None) or {}
+        attempt = int((context.get("retries") or {}).get("attempt", 1))
+        if attempt > 1:
+            why = context.get("bdc_failure") or "a transient error"
+            record_library_retry("botocore", f"S3 {operation_name} after {why}", attempt)
+
+    client.meta.events.register_first("needs-retry.s3", remember, unique_id="bdc-remember-failure")
+    client.meta.events.register("request-created.s3", created, unique_id="bdc-report-retry")
+
+
+def _transfer_config(fh: IO[bytes]) -> Any:
+    """boto3's transfer settings for uploading ``fh``: an object below the multipart threshold is
+    sent from the calling thread (one PutObject: s3transfer's threads would add nothing, and the
+    request's retries stay counted in the table that wrote it); a larger one in parallel parts."""
+    from boto3.s3.transfer import TransferConfig
+
+    position = fh.tell()
+    size = fh.seek(0, 2)
+    fh.seek(position)
+    config = TransferConfig()
+    return config if size >= config.multipart_threshold else TransferConfig(use_threads=False)
 
 
 class S3Backend(Backend):
@@ -118,7 +168,9 @@ class S3Backend(Backend):
                         from botocore import UNSIGNED
 
                         config = config.merge(Config(signature_version=UNSIGNED))
-                    self._client = session.client("s3", config=config)
+                    client = session.client("s3", config=config)
+                    _report_retries(client)
+                    self._client = client
         return self._client
 
     def _key(self, key: str) -> str:
@@ -212,7 +264,8 @@ class S3Backend(Backend):
             yield fh
             fh.seek(0)
             try:
-                self.client.upload_fileobj(fh, self.bucket, self._key(key), ExtraArgs=object_headers(key))
+                self.client.upload_fileobj(fh, self.bucket, self._key(key), ExtraArgs=object_headers(key),
+                                          Config=_transfer_config(fh))
             except Exception as exc:
                 raise self._error("writing", key, exc) from exc
             finally:
@@ -257,6 +310,44 @@ class S3Backend(Backend):
                 raise self._error("deleting", key, exc) from exc
         finally:
             self._changed(key)
+
+    def copy(self, source: str, target: str) -> None:
+        """A server-side copy (CopyObject; multipart for large objects), with ``target``'s headers."""
+        copy_source = {"Bucket": self.bucket, "Key": self._key(source)}
+        extra = {"MetadataDirective": "REPLACE", **object_headers(target)}
+        try:
+            try:  # one CopyObject from this thread (its retries counted where it was called)
+                self.client.copy_object(CopySource=copy_source, Bucket=self.bucket, Key=self._key(target), **extra)
+            except Exception as exc:
+                code, _status_code = _status(exc)
+                if code not in ("InvalidRequest", "EntityTooLarge"):
+                    raise
+                # above 5 GB: the managed, multipart copy
+                self.client.copy(copy_source, self.bucket, self._key(target), ExtraArgs=extra)
+        except Exception as exc:
+            raise self._error("copying to " + target + " from", source, exc) from exc
+        finally:
+            self._changed(target)
+
+    def delete_prefix(self, prefix: str) -> int:
+        """One listing, then DeleteObjects in batches of 1,000."""
+        keys = [item.key for item in self.list(prefix)]
+        for start in range(0, len(keys), 1000):
+            batch = keys[start:start + 1000]
+            try:
+                response = self.client.delete_objects(Bucket=self.bucket, Delete={
+                    "Objects": [{"Key": self._key(k)} for k in batch], "Quiet": True})
+            except Exception as exc:
+                raise self._error("deleting", prefix, exc) from exc
+            finally:
+                for key in batch:
+                    self._changed(key)
+            errors = response.get("Errors") or []
+            if errors:
+                first = errors[0]
+                raise BackendError(f"{self.url}: deleting {self._rel(first.get('Key', ''))!r} failed: "
+                                   f"{first.get('Code')} {first.get('Message')}")
+        return len(keys)
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
         """PutObject with ``If-None-Match: *`` (S3 conditional write)."""

@@ -195,7 +195,7 @@ def run_partition(task: PartitionTask, cache: Cache | None = None) -> list[Parti
         try:
             data, _state, side = _unpack(results.get(value))
             # a one-shot stream cannot be written twice: retry only re-iterable data
-            write = ctx.call if not hasattr(data, "__next__") else (lambda fn, *a: fn(*a))
+            write = ctx.call if not hasattr(data, "__next__") else (lambda fn, *a, **k: fn(*a, **k))
             stats = write(cache.write_partition, spec, value, data, run_id=task.run_id)
             side_rows = {}
             for side_spec in task.side_specs:
@@ -396,6 +396,7 @@ class Runner:
         for s in (spec, *sides):
             ctx.call(self.cache.promote, s)
         ctx.call(self.cache.write_state, spec, dict(new_state if new_state is not None else ctx.state))
+        tr.retries = ctx.retries  # with those of publishing, promoting and saving the state
 
     def _merge(self, spec: TableSpec, ctx: BuildContext, delta: Delta) -> Any:
         import pyarrow as pa
@@ -513,6 +514,7 @@ class Runner:
                 self.progress.partition_done(spec.name, outcome.rows)
         tr.rows = sum(rows.values())
         tr.retries += ctx.retries
+        counted = ctx.retries
         state = {**ctx.state, "partitions": {v: fp for v, fp in new_fp.items()}, "rows": rows,
                  "side_rows": side_rows, "files": files}
         if errors:
@@ -541,6 +543,7 @@ class Runner:
             for s in (spec, *sides):
                 ctx.call(self.cache.promote, s)
         ctx.call(self.cache.write_state, spec, state)
+        tr.retries += ctx.retries - counted  # those of publishing, promoting and saving the state
 
 
 def _files_record(infos: list[Any], remote: bool) -> dict[str, Any]:

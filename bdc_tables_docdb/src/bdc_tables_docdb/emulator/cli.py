@@ -90,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--error-rate-429", type=_rate, default=0.0, help="answer 429 Retry-After")
     faults.add_argument("--drop-rate", type=_rate, default=0.0, help="close without answering")
     faults.add_argument("--seed", type=int, default=0, help="seed of the fault RNG")
+    faults.add_argument(
+        "--keyed-faults",
+        action="store_true",
+        help="draw each request's fault from the request itself (reproducible under concurrency)",
+    )
     return parser
 
 
@@ -144,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 error_429_rate=args.error_rate_429,
                 drop_rate=args.drop_rate,
                 seed=args.seed,
+                keyed=args.keyed_faults,
             ),
             port=args.port,
         )

@@ -4,12 +4,20 @@ A :class:`FaultConfig` describes how often the emulated API gateway misbehaves: 
 5xx errors, 429 throttling (with ``Retry-After``) and dropped connections (the socket is closed
 without any response). A :class:`FaultInjector` turns a config into per-request decisions with a
 seeded RNG, so a given seed and request order always give the same faults.
+
+With ``FaultConfig(keyed=True)`` the decision for a request is drawn from its own RNG, seeded
+with the seed, the request (method, path and query, body digest) and how many times that same
+request came before: the same seed and the same *set* of requests give the same faults, however
+concurrent clients interleave them (a parallel sync is reproducible), and a retried request
+draws anew.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,6 +42,8 @@ class FaultConfig:
         drop_rate: probability of closing the connection without sending any response.
         seed: seed of the RNG deciding the faults; the same seed gives the same sequence.
         retry_after_s: value of the ``Retry-After`` header sent with injected 429s.
+        keyed: draw each request's fault from the request itself and its repetition count
+            (reproducible under concurrency) instead of from one sequence in arrival order.
     """
 
     latency_ms: float = 0
@@ -42,6 +52,7 @@ class FaultConfig:
     drop_rate: float = 0.0
     seed: int = 0
     retry_after_s: int = 1
+    keyed: bool = False
 
     def __post_init__(self) -> None:
         """Validate the rates and latency."""
@@ -84,6 +95,7 @@ class FaultInjector:
         self._lock = threading.Lock()
         self._config = config or FaultConfig()
         self._rng = random.Random(self._config.seed)
+        self._seen: Counter[str] = Counter()
 
     @property
     def config(self) -> FaultConfig:
@@ -95,20 +107,29 @@ class FaultInjector:
         with self._lock:
             self._config = config or FaultConfig()
             self._rng = random.Random(self._config.seed)
+            self._seen.clear()
 
-    def decide(self) -> FaultDecision:
+    def decide(self, request: str | None = None) -> FaultDecision:
         """Draw the fault (if any) for the next request.
 
         One uniform draw per request, compared against the cumulative rates in the order
-        5xx, 429, drop; a 5xx draws a second number to pick the status code.
+        5xx, 429, drop; a 5xx draws a second number to pick the status code. With a keyed
+        config, ``request`` (a text naming the request: method, path, query, body digest) and
+        its repetition count seed the draw; without ``request`` the shared sequence is used.
         """
         with self._lock:
             cfg = self._config
             if not (cfg.error_5xx_rate or cfg.error_429_rate or cfg.drop_rate):
                 return FaultDecision()
-            u = self._rng.random()
+            rng = self._rng
+            if cfg.keyed and request is not None:
+                n = self._seen[request]
+                self._seen[request] += 1
+                digest = hashlib.sha256(f"{cfg.seed}|{n}|{request}".encode()).hexdigest()
+                rng = random.Random(int(digest[:16], 16))
+            u = rng.random()
             if u < cfg.error_5xx_rate:
-                return FaultDecision("error_5xx", self._rng.choice(SERVER_ERROR_CODES))
+                return FaultDecision("error_5xx", rng.choice(SERVER_ERROR_CODES))
             u -= cfg.error_5xx_rate
             if u < cfg.error_429_rate:
                 return FaultDecision("error_429", 429)

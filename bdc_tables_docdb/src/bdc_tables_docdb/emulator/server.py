@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import gzip
+import hashlib
 import json
 import logging
 import re
@@ -474,7 +475,9 @@ class _Handler(BaseHTTPRequestHandler):
         delay = emu._latency_seconds()
         if delay > 0:
             time.sleep(delay)
-        decision = emu._injector.decide()
+        decision = emu._injector.decide(
+            f"{method} {self.path} {hashlib.sha256(body).hexdigest()}" if emu.faults.keyed else None
+        )
         if decision.kind == "drop":
             emu._stats.incr("faults_drop")
             self._drop()
