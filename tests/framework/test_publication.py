@@ -238,3 +238,14 @@ def test_reads_follow_the_registry_not_the_folder(bdc_file_cache: Cache, bdc_plu
     Path(cache.backend.local_path(cache.layout.partition_key(spec, "0002"))).unlink()
     with pytest.raises(bdc.ReadError, match="sid=0002"):
         cache.get("pub_snap")
+
+
+def test_recovery_aborts_multipart_uploads_a_killed_writer_left_on_s3(s3_url: str, bdc_plugin: Any) -> None:
+    cache = Cache(s3_url)
+    client = cache.backend.client
+    key = cache.backend._key(f"{cache.layout.version_folder}/_staging/run1/big/data.pqt")
+    upload = client.create_multipart_upload(Bucket=cache.backend.bucket, Key=key)["UploadId"]
+    outside = client.create_multipart_upload(Bucket=cache.backend.bucket, Key="elsewhere/x")["UploadId"]
+    cache.recover()
+    left = {u["UploadId"] for u in client.list_multipart_uploads(Bucket=cache.backend.bucket).get("Uploads", [])}
+    assert upload not in left and outside in left  # only under the cache's version folder

@@ -349,6 +349,21 @@ class S3Backend(Backend):
                                    f"{first.get('Code')} {first.get('Message')}")
         return len(keys)
 
+    def remove_temp_files(self, prefix: str) -> int:
+        """Abort the multipart uploads a killed writer left under ``prefix`` (invisible to readers,
+        but stored and billed); returns how many. Only while no write is in progress there."""
+        aborted = 0
+        try:
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+                for upload in page.get("Uploads", []):
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                       UploadId=upload["UploadId"])
+                    aborted += 1
+        except Exception as exc:
+            raise self._error("aborting the unfinished uploads under", prefix, exc) from exc
+        return aborted
+
     def create_exclusive(self, key: str, data: bytes) -> bool:
         """PutObject with ``If-None-Match: *`` (S3 conditional write)."""
         try:
