@@ -310,6 +310,16 @@ def test_docdb_tables_equal_a_fault_free_run(docdb_flaky_run: FlakyRun) -> None:
         assert run.rows[name] == run.clean_rows[name], name
         assert run.report.table(name).rows == run.clean_report.table(name).rows, name
     assert len(run.rows["asset_basics"][1]) == RECORDS
+    from reliability_figures import write_figures
+
+    lost = sum(abs(run.clean_report.table(n).rows - run.report.table(n).rows) for n in run.tables)
+    write_figures("flaky_sources", {
+        "tables": len(run.tables), "docdb_requests": run.docdb["requests"],
+        "docdb_faults": {k: run.docdb[f"faults_{k}"] for k in ("5xx", "429", "drop")},
+        "s3_requests": run.proxy["requests"],
+        "s3_faults": {"SlowDown": run.proxy["slowdown"], "InternalError": run.proxy["internal"]},
+        "retries_reported": run.report.retries, "rows": sum(run.report.table(n).rows for n in run.tables),
+        "rows_lost": lost, "equal_to_fault_free_run": run.objects == run.clean_objects})
 
 
 def test_docdb_run_report_counts_the_retries(docdb_flaky_run: FlakyRun) -> None:

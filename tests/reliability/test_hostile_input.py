@@ -15,6 +15,7 @@ from bdc.cache import Cache
 from bdc.errors import InvalidNameError, UnknownTableError
 from bdc.testing import make_spec
 from conftest import tree
+from reliability_figures import write_figures
 
 #: Strings that try to escape a path, break out of a SQL literal or look like a separator.
 HOSTILE = [
@@ -27,6 +28,21 @@ LOOKALIKES = ["a\uff0fb", "\u2024\u2024", "\u2024\u2024\uff0fetc", "\uff3c", "1 
 
 LABELS = ["plain", "x'; DROP TABLE t; --", "a\uff0fb", "\u2024\u2024", "..", "a/b", "a\\b", "'", '"', "--", ";",
           "x" * 5000, "1 OR 1=1", "%2e%2e", "NULL"]
+
+
+#: What this module tried: one per test case, one per hypothesis example (for the docs' figures).
+TRIED = {"cases": 0, "generated_values": 0}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _figures() -> Any:
+    yield
+    write_figures("hostile_input", {"hostile_strings": len(set(HOSTILE + LOOKALIKES + LABELS)), **TRIED})
+
+
+@pytest.fixture(autouse=True)
+def _count_case() -> None:
+    TRIED["cases"] += 1
 
 
 def _tables(bdc_plugin: Any) -> None:
@@ -125,6 +141,7 @@ _text = st.one_of(st.sampled_from(LABELS + HOSTILE), st.text(max_size=40),
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=_text)
 def test_any_filter_value_matches_literally_or_is_refused(cache: Cache, value: str) -> None:
+    TRIED["generated_values"] += 1
     if "\x00" in value:
         with pytest.raises(InvalidNameError):
             cache.get("labels", label=value)
@@ -136,6 +153,7 @@ def test_any_filter_value_matches_literally_or_is_refused(cache: Cache, value: s
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=_text)
 def test_any_partition_value_round_trips_or_is_refused(bdc_plugin: Any, value: str) -> None:
+    TRIED["generated_values"] += 1
     from bdc.catalog import get_catalog
 
     if "parted" not in get_catalog():
