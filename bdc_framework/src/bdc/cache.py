@@ -355,9 +355,13 @@ class Cache:
                     return None
                 out = result_arrow(result) if arrow else result.df()
             except duckdb.Error as exc:
-                if attempt < _READ_ATTEMPTS and moved():
+                # a sync published while we read (and removed files we were reading), or another
+                # reader evicted or replaced a local copy of a remote object between lookup and read
+                copies = [f for source, local in sources.values() if source is not None and not local
+                          for f in source.files]
+                if attempt < _READ_ATTEMPTS and (moved() or not all(os.path.exists(f) for f in copies)):
                     _pause(attempt)
-                    continue  # a sync published while we read (and removed files we were reading)
+                    continue
                 raise BdcError(f"SQL failed: {exc}") from exc
             finally:
                 cur.close()
@@ -762,7 +766,7 @@ class Cache:
 
 #: Reads of a partitioned table start again when a sync published a new registry meanwhile
 #: (and of an unpartitioned one when its file was replaced), after a pause (:func:`_pause`).
-_READ_ATTEMPTS = 8
+_READ_ATTEMPTS = 10
 
 
 def _pause(attempt: int) -> None:
