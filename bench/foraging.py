@@ -11,8 +11,10 @@ Figures (targets from issue 7):
 * ``noop_resync_s``: a resync with nothing changed (target <= 2 s);
 * ``peak_rss_mb``: peak RSS of the process running the full mirror (target <= 1500).
 
-On a shared machine the wall times are noisy; ``mirror_cpu_s`` (the mirror process's CPU time)
-is the steadier measure of the work done.
+On a shared machine the wall times are noisy (the copy as much as the mirror: ``copy_s_range``,
+``load_avg``); ``mirror_cpu_s`` (the mirror process's CPU time) is the steadier measure of the
+work done. ``mirror_files_copied`` counts the source files published as byte copies (the rest of
+the subjects are rewritten).
 
 Each sync runs in a child process (``--child``), so its peak RSS is the child's own
 (``os.wait4``); the times are of the ``bdc.sync`` call inside it, without interpreter start-up.
@@ -54,7 +56,8 @@ def run_child(source: str, cache: str, full: bool, workers: int | None = None) -
         "sync_s": finished - imported,
         "import_s": imported - started,
         "tables": {t.name: {"status": t.status, "rows": t.rows, "built": t.partitions_built,
-                            "partitions": t.partitions, "seconds": t.seconds} for t in report.tables},
+                            "partitions": t.partitions, "seconds": t.seconds, "counters": t.counters}
+                   for t in report.tables},
     }
 
 
@@ -77,6 +80,15 @@ def timed_child(source: Path, cache: Path, full: bool = False, workers: int | No
     result = json.loads(out)
     result["cpu_s"] = usage.ru_utime + usage.ru_stime
     return result, usage.ru_maxrss / 1024  # KiB on Linux
+
+
+def _loadavg() -> list[str]:
+    """The 1, 5 and 15 minute load averages (wall times on a busy machine are not comparable)."""
+    try:
+        with open("/proc/loadavg") as fh:
+            return fh.read().split()[:3]
+    except OSError:
+        return ["?"]
 
 
 def _tree_bytes(root: Path) -> int:
@@ -125,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(target)
         copy_s = statistics.median(copies)
         print(f"copy_s: {copy_s:.3f}")
+        print(f"copy_s_range: {min(copies):.3f}..{max(copies):.3f}")
 
         cache = work / "cache"
         shutil.rmtree(cache, ignore_errors=True)
@@ -136,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in TABLES:
             print(f"mirror_{name.rsplit('_', 1)[1]}_s: {tables[name]['seconds']:.3f}")
         print(f"mirror_cpu_s: {full['cpu_s']:.2f}")
+        counters = [tables[name].get("counters", {}) for name in TABLES[1:]]
+        print(f"mirror_files_copied: {sum(c.get('files_copied', 0) for c in counters)} of "
+              f"{sum(c.get('source_files', 0) for c in counters)}")
         print(f"mirror_vs_copy: {full['sync_s'] / copy_s:.2f}")
         print(f"peak_rss_mb: {rss:.0f}")
         print(f"cache_mb: {_tree_bytes(cache) / 1e6:.1f}")
@@ -146,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"noop_resync_s: {noop['sync_s']:.3f}")
         print(f"noop_resync_with_imports_s: {noop['sync_s'] + noop['import_s']:.3f}")
         print(f"noop_peak_rss_mb: {noop_rss:.0f}")
+        print(f"load_avg: {' '.join(_loadavg())}")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

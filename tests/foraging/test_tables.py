@@ -65,6 +65,16 @@ def source_locations(base: str) -> tuple[str, str, str]:
     return f"{base}/session_table.parquet", f"{base}/trial_table", f"{base}/event_table"
 
 
+def source_files(db: Any, table: str, sid: str) -> list[Path]:
+    """A subject's source files in ``table`` (``trial_table``/``event_table``), in name order."""
+    return sorted((Path(db.root) / table / f"subject_id={sid}").glob("*.parquet"))
+
+
+def partition_names(n: int) -> list[str]:
+    """The names of a partition of ``n`` files, in the order of the source files they copy."""
+    return ["data.parquet"] + [f"data-{i:04d}.parquet" for i in range(1, n)]
+
+
 # ------------------------------------------------------------------------------------------
 # discovery and declaration
 # ------------------------------------------------------------------------------------------
@@ -137,9 +147,12 @@ def test_mirror_and_read_back(source_db, file_cache):
     entries = {e["name"]: e for e in registry["tables"]}
     assert entries[TRIALS]["partition_key"] == "subject_id" and entries[TRIALS]["type"] == "platform"
     assert [c["name"] for c in entries[EVENTS]["columns"]] == list(gen.EVENT_COLUMNS)
+    # conforming subjects' files are copied as they are: one published file per source file
     folder = Path(file_cache.location(TRIALS))
     assert sorted(p.name for p in folder.iterdir()) == [f"subject_id={s}" for s in source_db.subject_ids]
-    assert all([f.name for f in p.iterdir()] == ["data.parquet"] for p in folder.iterdir())
+    for sid in source_db.subject_ids:
+        n = 1 if sid == source_db.drift_subject else len(list(source_files(source_db, "trial_table", sid)))
+        assert sorted(f.name for f in (folder / f"subject_id={sid}").iterdir()) == sorted(partition_names(n))
 
 
 def test_subject_ids_stay_strings(source_db, file_cache):
@@ -218,6 +231,40 @@ def test_incremental_change_add_remove(source_db, file_cache):
     n = len(after.subject_ids)
     assert built(full) == {TRIALS: (n, 0), EVENTS: (n, 0)}
     assert full.table(SESSIONS).counters == {}
+
+
+def test_session_subjects_come_from_the_session_build(source_db, file_cache):
+    """The session build saves its subjects with its run id; trials and events take them from
+    there while the published session table is that run's, else read the published table."""
+    from bdc.build import BuildContext
+    from bdc_tables_foraging.tables import session_subjects
+
+    report = sync(file_cache)
+    spec = file_cache.spec(SESSIONS)
+    state = file_cache.read_state(spec)
+    assert state["subjects"] == sorted(source_db.subject_ids)
+    assert state["run_id"] == report.run_id == file_cache.registry_entry(SESSIONS)["build"]["run_id"]
+    ctx = BuildContext(file_cache, file_cache.spec(TRIALS))
+    assert session_subjects(ctx) == sorted(source_db.subject_ids)
+
+    # a state of another run (or none): the published table is read instead
+    file_cache.write_state(spec, {**state, "run_id": "another-run", "subjects": ["999"]})
+    assert session_subjects(ctx) == sorted(source_db.subject_ids)
+    file_cache.write_state(spec, {})
+    assert session_subjects(ctx) == sorted(source_db.subject_ids)
+
+    # an unchanged session table keeps the subjects of the build that published it
+    file_cache.write_state(spec, state)
+    noop = sync(file_cache)
+    assert noop.table(SESSIONS).status == "unchanged"
+    assert file_cache.read_state(spec) == state
+    # and a changed one records the new set
+    change = modify_foraging_db(source_db.root, change_subjects=0, add_subjects=["0700002"],
+                                remove_subjects=[source_db.subject_ids[0]], seed=4)
+    again = sync(file_cache)
+    assert file_cache.read_state(spec)["subjects"] == sorted(change.info.subject_ids)
+    assert file_cache.read_state(spec)["run_id"] == again.run_id
+    assert built(again) == {TRIALS: (1, 1), EVENTS: (1, 1)}
 
 
 def test_subject_without_source_files(source_db, file_cache):
@@ -408,14 +455,20 @@ def test_subject_id_comes_from_the_folder_as_text(tmp_path):
                                      "subject_id": ["0042"] * 3, "y": [None, None, "new"]}
 
 
-def test_events_stream_and_trials_come_whole(source_db, file_cache):
-    from bdc.build import BuildContext
+def test_partitions_are_the_source_files_with_a_streaming_rewrite(source_db, file_cache):
+    """A partition build names the subject's source files (copied when they conform) and gives
+    the streaming reader to rewrite them otherwise (files unioned by name, one pass at a time)."""
+    from bdc.build import BuildContext, ParquetFiles
     from bdc_tables_foraging import tables
     from bdc_tables_foraging.source import PartitionReader
 
-    sid = source_db.subject_ids[0]
-    events = tables.build_event_partition(BuildContext(file_cache, file_cache.spec(EVENTS)), sid)
-    assert isinstance(events, PartitionReader)  # all 10 columns declared: streamed
-    trials = tables.build_trial_partition(BuildContext(file_cache, file_cache.spec(TRIALS)), sid)
-    assert isinstance(trials, pa.Table) == (not tables.STREAM_EXTRA_COLUMNS)
-    assert trials.num_rows == source_db.trials_per_subject[sid]
+    for sid in source_db.subject_ids:
+        for name, build, folder in ((EVENTS, tables.build_event_partition, "event_table"),
+                                    (TRIALS, tables.build_trial_partition, "trial_table")):
+            files = build(BuildContext(file_cache, file_cache.spec(name)), sid)
+            assert isinstance(files, ParquetFiles) and isinstance(files.rewrite, PartitionReader)
+            assert [Path(p) for p in files.paths] == list(source_files(source_db, folder, sid))
+            assert files.rewrite.paths == list(files.paths)
+            assert files.filesystem is files.rewrite.filesystem
+    drift = tables.build_trial_partition(BuildContext(file_cache, file_cache.spec(TRIALS)), source_db.drift_subject)
+    assert drift.rewrite.num_rows == source_db.trials_per_subject[source_db.drift_subject]

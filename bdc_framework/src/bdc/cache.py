@@ -654,6 +654,17 @@ class Cache:
                             runs[run] = True
         return runs
 
+    def drop_staging(self, run_id: str) -> bool:
+        """Delete run ``run_id``'s staging folder, unless the registry still lists files of it
+        (then :meth:`recover` must promote them first); whether it was deleted."""
+        staged = self.layout.staging_prefix(run_id)[len(self.layout.version_folder) + 1:]
+        for entry in read_registry(self.backend, self.layout)["tables"]:
+            for item in (entry.get("files") if isinstance(entry, dict) else None) or []:
+                if isinstance(item, dict) and str(item.get("path", "")).startswith(staged):
+                    return False
+        self.backend.delete_prefix(self.layout.staging_prefix(run_id))
+        return True
+
     def recover(self, *, keep: Iterable[str] = ()) -> dict[str, Any]:
         """Finish what interrupted syncs left: promote the tables whose published entry still
         lists staged files, then delete every staging folder no entry refers to (except the

@@ -207,6 +207,16 @@ class LocalOpenData(OpenData):
     def __repr__(self) -> str:
         return f"LocalOpenData({str(self.root)!r}, bucket={self.bucket!r})"
 
+    def _local_path(self, bucket: str | None, key: str = "") -> Any:
+        """``root/<bucket>/<key>``, or ``None`` when the bucket or key would lead outside the root
+        (an absolute key, ``..``, a separator in the bucket name: S3 has no such objects)."""
+        name = self._bucket(bucket)
+        if not name or name in (".", "..") or any(c in name for c in "/\\\x00"):
+            return None
+        if key.startswith("/") or "\\" in key or "\x00" in key or any(p in (".", "..") for p in key.split("/")):
+            return None
+        return self.root / name / key if key else self.root / name
+
     def _all_keys(self, bucket: str | None) -> list[str]:
         """Every key of the bucket, sorted (the tree is walked once per bucket and remembered)."""
         import os
@@ -214,7 +224,9 @@ class LocalOpenData(OpenData):
         name = self._bucket(bucket)
         cached = self._keys.get(name)
         if cached is None:
-            base = self.root / name
+            base = self._local_path(bucket)
+            if base is None:
+                return []
             cached = sorted(
                 os.path.relpath(os.path.join(dirpath, f), base).replace(os.sep, "/")
                 for dirpath, _dirs, files in os.walk(base) for f in files
@@ -248,8 +260,8 @@ class LocalOpenData(OpenData):
 
     def get_json(self, key: str, *, bucket: str | None = None) -> dict | None:
         """The JSON object at ``key``, ``None`` if absent."""
-        path = self.root / self._bucket(bucket) / key
-        if ".." in key.split("/") or not path.is_file():
+        path = self._local_path(bucket, key)
+        if path is None or not path.is_file():
             return None
         value = json.loads(path.read_bytes())
         if not isinstance(value, dict):
@@ -258,7 +270,8 @@ class LocalOpenData(OpenData):
 
     def exists(self, key: str, *, bucket: str | None = None) -> bool:
         """Whether a file exists at ``key``."""
-        return ".." not in key.split("/") and (self.root / self._bucket(bucket) / key).is_file()
+        path = self._local_path(bucket, key)
+        return path is not None and path.is_file()
 
 
 def open_data_from_url(url: str) -> OpenData:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["get_path", "as_list", "as_dict", "as_str"]
+__all__ = ["get_path", "as_list", "as_dict", "as_str", "clean_text"]
 
 _MISSING = object()
 
@@ -45,10 +45,27 @@ def as_dict(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def clean_text(value: str) -> str:
+    """``value`` as storable text: lone UTF-16 surrogates become U+FFFD.
+
+    JSON may escape a lone surrogate (``"\\ud800"``) and ``json.loads`` keeps it, but such a string
+    cannot be encoded as UTF-8, so Arrow and parquet refuse it and the whole table build would
+    fail. A well-formed surrogate pair is joined into its character; other text is unchanged.
+    """
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def as_str(value: Any) -> str | None:
-    """``value`` if it is a non-empty string; numbers become their text; anything else ``None``."""
+    """``value`` if it is a non-empty string (see :func:`clean_text`); numbers become their text;
+    anything else ``None``."""
     if isinstance(value, str):
-        return value if value != "" else None
+        return clean_text(value) if value != "" else None
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):

@@ -63,13 +63,20 @@ def _parse_offset(text: str | None) -> timezone | None:
 
 
 def to_utc(value: object) -> datetime | None:
-    """Parse ``value`` and convert it to an aware UTC datetime (naive text is taken as UTC)."""
+    """Parse ``value`` and convert it to an aware UTC datetime (naive text is taken as UTC).
+
+    A time whose UTC instant falls outside the years 1-9999 (``0001-01-01T00:00:00+01:00``,
+    ``9999-12-31T23:59:59-01:00``) cannot be represented and gives ``None`` like unparseable text.
+    """
     parsed = parse_timestamp(value)
     if parsed is None:
         return None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:
+        return None
 
 
 def local_date(value: object) -> date | None:

@@ -1,14 +1,18 @@
 """The three dynamic-foraging mirrors: their specs and build functions (TABLES.md §2.18).
 
 * ``platform_dynamic_foraging_sessions`` (``df_sessions``): the whole session table, every column.
-  Its source fingerprint is kept in the build state; when the source file did not change, the
-  build returns the published table instead of reading the source again.
+  Its source fingerprint and its subjects are kept in the build state; when the source file did
+  not change, the build returns the published table instead of reading the source again.
 * ``platform_dynamic_foraging_trials`` / ``_events`` (``df_trials`` / ``df_events``): one partition
   per distinct non-null ``subject_id`` of the freshly built session table, fingerprinted from the
   subject's source files, so an incremental sync rebuilds only subjects whose files changed (the
-  runner deletes the partitions of subjects that vanished). Partition files are named
-  ``data.parquet``, so upstream's helpers (which list ``subject_id=*/*.parquet``) read bdc's
-  folders as they read the source. A subject without source files gets an empty partition.
+  runner deletes the partitions of subjects that vanished). A partition build returns the
+  subject's files as :class:`bdc.ParquetFiles`: the framework copies them byte for byte when their
+  footers show they already are what the table publishes, else writes the streaming
+  :class:`~bdc_tables_foraging.source.PartitionReader` (files unioned by name) as one file.
+  Partition files are named ``data.parquet`` (``data-0001.parquet``, … when copied from several
+  files), so upstream's helpers (which list ``subject_id=*/*.parquet``) read bdc's folders as they
+  read the source. A subject without source files gets an empty partition.
 
 Build functions are module-level (picklable for the process and Dask executors).
 """
@@ -26,7 +30,6 @@ __all__ = [
     "TRIALS",
     "EVENTS",
     "PARTITION_FILE",
-    "STREAM_EXTRA_COLUMNS",
     "table_specs",
     "build_sessions",
     "session_subjects",
@@ -44,12 +47,6 @@ EVENTS = "platform_dynamic_foraging_events"
 #: Partition file name: upstream's helpers read ``subject_id=*/*.parquet``.
 PARTITION_FILE = "data.parquet"
 
-#: Whether partitions whose files hold undeclared columns (the trials' 80-odd extra columns) are
-#: streamed as record batches (the framework writes a stream with the first batch's schema, later
-#: batches cast to it), rather than returned as one table read file by file.
-STREAM_EXTRA_COLUMNS = True
-
-
 # -- sessions ---------------------------------------------------------------------------------
 
 
@@ -57,24 +54,53 @@ def build_sessions(ctx: Any) -> Any:
     """The whole upstream session table, or :data:`bdc.UNCHANGED` when the source file did not change.
 
     Returns a :class:`bdc.BuildResult` whose state holds the source fingerprint (base, size,
-    modification time of ``session_table.parquet``).
+    modification time of ``session_table.parquet``) and the table's subjects with the run that
+    built it (see :func:`session_subjects`).
     """
     from bdc.build import UNCHANGED, BuildResult
 
     source = ForagingSource.open()
     fingerprint = ctx.call(source.session_fingerprint)
-    state = {"source": source.base, "fingerprint": fingerprint}
+    state: dict[str, Any] = {"source": source.base, "fingerprint": fingerprint}
     if not ctx.full and ctx.state.get("fingerprint") == fingerprint and ctx.cache.is_published(ctx.spec):
         ctx.count("source_unchanged")
+        if "subjects" in ctx.state:  # the published table is the one these subjects came from
+            state.update(run_id=ctx.state.get("run_id"), subjects=ctx.state["subjects"])
         return BuildResult(data=UNCHANGED, state=state)
-    return BuildResult(data=ctx.call(source.read_sessions), state=state)
+    table = ctx.call(source.read_sessions)
+    subjects = _subjects_of(table)
+    if subjects is not None and ctx.run_id:
+        state.update(run_id=ctx.run_id, subjects=subjects)
+    return BuildResult(data=table, state=state)
 
 
 # -- trials and events ------------------------------------------------------------------------
 
 
+def _subjects_of(table: Any) -> list[str] | None:
+    """Distinct non-null, non-empty ``subject_id`` of a session table (sorted text); ``None`` when
+    the column is not text (what the framework publishes of it is then read back instead)."""
+    import pyarrow as pa
+
+    if PARTITION_KEY not in table.column_names or not pa.types.is_string(table.schema.field(PARTITION_KEY).type):
+        return None
+    return sorted({v for v in table.column(PARTITION_KEY).to_pylist() if v is not None and v != ""})
+
+
 def session_subjects(ctx: Any) -> list[str]:
-    """Distinct non-null ``subject_id`` of the session table just built (sorted text)."""
+    """Distinct non-null ``subject_id`` of the session table just built (sorted text).
+
+    The session build saves them in its state with its run id; while the published session
+    table is still that run's (its registry entry names the run), they are taken from there, else
+    read from the published table.
+    """
+    sessions = ctx.cache.spec(SESSIONS)
+    state = ctx.cache.read_state(sessions)
+    entry = ctx.cache.registry_entry(SESSIONS) or {}
+    built_by = (entry.get("build") or {}).get("run_id")
+    subjects = state.get("subjects")
+    if built_by and state.get("run_id") == built_by and isinstance(subjects, list):
+        return [str(s) for s in subjects]
     import pyarrow.compute as pc
 
     column = ctx.read_arrow(SESSIONS, columns=[PARTITION_KEY]).column(PARTITION_KEY)
@@ -105,18 +131,18 @@ def _partitions(ctx: Any, table: str) -> dict[str, str]:
 
 
 def _build_partition(ctx: Any, table: str, subject_id: str) -> Any:
-    """One subject's rows: a stream of record batches, or one table (see :data:`STREAM_EXTRA_COLUMNS`)."""
+    """One subject's files as :class:`bdc.ParquetFiles`: copied byte for byte when their footers
+    show they already are what the table publishes, else rewritten from the streaming reader
+    (files unioned by name, ``subject_id`` the folder's text). No files: an empty partition."""
+    from bdc.build import ParquetFiles
+
     source = ForagingSource.open()
     reader = ctx.call(source.partition, table, subject_id)
     if not reader.paths:
         ctx.count("subjects_without_source_files")
         return ctx.spec.arrow_schema().empty_table()
-    schema = ctx.call(lambda: reader.schema)
     ctx.count("source_files", len(reader.paths))
-    extra = set(schema.names) - set(ctx.spec.column_names)
-    if extra and not STREAM_EXTRA_COLUMNS:
-        return ctx.call(reader.read_all)
-    return reader
+    return ParquetFiles(reader.paths, reader.filesystem, rewrite=reader)
 
 
 def trial_partitions(ctx: Any) -> dict[str, str]:

@@ -157,12 +157,14 @@ class LocalBackend(Backend):
         if not folder.is_dir():
             return []
         out = []
+        root = str(self.root).rstrip(os.sep) + os.sep
         for dirpath, _dirs, files in os.walk(folder):
+            head = dirpath[len(root):].replace(os.sep, "/") + "/" if dirpath != root.rstrip(os.sep) else ""
             for name in files:
                 if _TMP_MARK in name:
                     continue
                 full = os.path.join(dirpath, name)
-                key = os.path.relpath(full, self.root).replace(os.sep, "/")
+                key = head + name
                 if not key.startswith(prefix):
                     continue
                 with contextlib.suppress(FileNotFoundError):

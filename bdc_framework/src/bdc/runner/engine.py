@@ -299,6 +299,8 @@ class Runner:
 
         log = logging.getLogger(__name__)
         try:
+            if when.startswith("after") and self.retry.call(self.cache.drop_staging, self.run_id):
+                return  # every table of this run promoted: its staging folder was all there was
             done = self.retry.call(self.cache.recover, keep=() if when.startswith("after") else (self.run_id,))
         except Exception as exc:
             log.warning("tidying the staging folder %s failed: %s", when, _error_text(exc))

@@ -8,7 +8,7 @@ from bdc import BuildResult, Delta, TableSpec
 
 from bdc_tables_docdb.tables.incremental import basics_map, changed_ids
 
-__all__ = ["specs", "build_asset_basics", "build_metadata_core", "build_source_data", "build_unique"]
+__all__ = ["specs", "build_asset_basics", "build_metadata_core", "build_source_data", "build_unique", "core_rows"]
 
 #: Ids per ``$in`` request of an incremental asset_basics build. Its projection is small (a few
 #: hundred bytes to a few kB a record), so 500 records stay far below a gateway's payload cap;
@@ -106,6 +106,20 @@ def build_metadata_core(ctx: Any) -> Any:
     return BuildResult(Delta(upserts=rows, deletes=drop), state={"seen": current})
 
 
+def core_rows(page: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """metadata_core rows from the aggregate's answers (:data:`_CORE_PROJECT`).
+
+    The flags are computed by DocDB (booleans), but ``_id`` and ``_last_modified`` come back as the
+    record holds them: one record with a number, an object or a list there would make the string
+    column unbuildable and fail the whole table. They go through the same ``text`` rule as
+    asset_basics (numbers as text, Extended JSON unwrapped, anything else null).
+    """
+    from bdc_tables_docdb.transforms._common import text
+
+    return [{"_id": text(row.get("_id")), "_last_modified": text(row.get("_last_modified")),
+             **{f: row.get(f) is True for f in _CORE_FIELDS}} for row in page]
+
+
 #: Rows per aggregate page of a full metadata_core build (halved on HTTP 413).
 CORE_PAGE_SIZE = 5000
 
@@ -131,7 +145,7 @@ def _core_pages(source: Any, page_size: int = CORE_PAGE_SIZE) -> list[dict[str, 
                 size //= 2
                 continue
             raise
-        rows.extend(page)
+        rows.extend(core_rows(page))
         if len(page) < size:
             return rows
         last = page[-1]["_id"]
@@ -141,13 +155,16 @@ def _core_by_ids(source: Any, ids: list[str]) -> list[dict[str, Any]]:
     """Core-field flags of the records ``ids`` (batched ``$in``, split on 413)."""
     from bdc_tables_docdb.fetch import fetch_by
 
-    return fetch_by(source, "_id", ids, _CORE_PROJECT, batch_size=ID_BATCH_SIZE, paged_fallback=False)
+    return core_rows(fetch_by(source, "_id", ids, _CORE_PROJECT, batch_size=ID_BATCH_SIZE, paged_fallback=False))
 
 
 def _source_rows(records: Any) -> list[dict[str, Any]]:
+    """source_data rows with ``asset_id``: the record ``_id`` as text, like asset_basics' ``_id`` (a raw
+    id that is not storable text, e.g. with a lone surrogate, used to fail the whole table)."""
+    from bdc_tables_docdb.transforms._common import text
     from bdc_tables_docdb.transforms.source_data import source_data_rows
 
-    return [{**row, "asset_id": r.get("_id")} for r in records for row in source_data_rows(r)]
+    return [{**row, "asset_id": text(r.get("_id"))} for r in records for row in source_data_rows(r)]
 
 
 def build_source_data(ctx: Any) -> Any:

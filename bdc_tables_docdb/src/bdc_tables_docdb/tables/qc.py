@@ -8,7 +8,7 @@ from typing import Any
 
 from bdc import BuildResult, TableSpec
 
-__all__ = ["specs", "qc_partitions", "build_qc_batch", "build_platform_qc", "build_time_to_qc", "basics_frame"]
+__all__ = ["specs", "qc_partitions", "build_qc_batch", "qc_results", "build_platform_qc", "build_time_to_qc", "basics_frame"]
 
 #: Subjects fetched per DocDB request (one ``$in`` aggregate; halved on HTTP 413).
 QC_SUBJECTS_PER_REQUEST = 100
@@ -53,13 +53,36 @@ def build_qc_batch(ctx: Any, subjects: list[str]) -> dict[str, BuildResult]:
     a paged find.
     """
     from bdc_tables_docdb.fetch import fetch_by, source_for
-    from bdc_tables_docdb.transforms.quality_control import PROJECTION, qc_rows, qc_tag_status_rows
+    from bdc_tables_docdb.transforms.quality_control import PROJECTION
 
-    records: dict[str, list[dict[str, Any]]] = defaultdict(list)
     fetched = fetch_by(source_for(ctx), "subject.subject_id", subjects, PROJECTION, batch_size=len(subjects))
+    return qc_results(subjects, fetched, ctx.count)
+
+
+def qc_results(subjects: list[str], fetched: Any, count: Any) -> dict[str, BuildResult]:
+    """The partitions of ``subjects`` from the records fetched for them (pure; ``count(name, n)``).
+
+    A record goes to the partition its ``subject.subject_id`` *text* names (the same rule as
+    asset_basics' ``subject_id``, so its rows carry the partition's value). The ``$in`` query also
+    matches records whose ``subject`` or ``subject_id`` is an array holding a requested id; those
+    name no single subject and are skipped and counted (``records_skipped``) rather than breaking
+    the batch (they used to raise ``AttributeError``/``TypeError`` while being grouped).
+    """
+    from bdc_tables_docdb.records import get_path
+    from bdc_tables_docdb.transforms._common import text
+    from bdc_tables_docdb.transforms.quality_control import qc_rows, qc_tag_status_rows
+
+    wanted = set(subjects)
+    records: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    skipped = 0
     for record in sorted(fetched, key=lambda r: str(r.get("_id"))):
-        subject = (record.get("subject") or {}).get("subject_id")
-        records[subject].append(record)
+        subject = text(get_path(record, "subject.subject_id"))
+        if subject in wanted:
+            records[subject].append(record)
+        else:
+            skipped += 1
+    if skipped:
+        count("records_skipped", skipped)
     out = {}
     problems: list[str] = []
     for subject in subjects:
@@ -69,7 +92,7 @@ def build_qc_batch(ctx: Any, subjects: list[str]) -> dict[str, BuildResult]:
             side={"qc_tag_status": [row for r in recs for row in qc_tag_status_rows(r, problems)]},
         )
     if problems:
-        ctx.count("record_problems", len(problems))
+        count("record_problems", len(problems))
     return out
 
 

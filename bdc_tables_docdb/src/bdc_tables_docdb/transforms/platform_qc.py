@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from bdc_tables_docdb.records import as_list, get_path
+from bdc_tables_docdb.records import as_list, clean_text, get_path
 from bdc_tables_docdb.timeparse import parse_timestamp, to_utc
 from bdc_tables_docdb.transforms._common import cell_list, is_missing, note, text
 from bdc_tables_docdb.transforms.arrow import to_frame
@@ -171,13 +171,13 @@ def platform_qc_rows(record: Mapping[str, Any], platform: str | Platform) -> lis
     asset_id = text(get_path(record, "_id"))
     rows = []
     for key, value in status.items():
-        key = str(key)
+        key = clean_text(str(key))  # the same text as tag_strings' keys
         if key in spec.qc_modalities or keys_to_modalities.get(key, set()) & spec.qc_modalities:
             rows.append(
                 {
                     "asset_name": asset_name,
                     "tag": key,
-                    "status": value if isinstance(value, str) else None,
+                    "status": clean_text(value) if isinstance(value, str) else None,
                     "asset_id": asset_id,
                 }
             )

@@ -30,7 +30,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from bdc_tables_docdb.records import as_dict, as_list, get_path
+from bdc_tables_docdb.records import as_dict, as_list, clean_text, get_path
 from bdc_tables_docdb.timeparse import to_utc
 from bdc_tables_docdb.transforms._common import note, text
 from bdc_tables_docdb.transforms.arrow import to_arrow
@@ -107,8 +107,8 @@ def encode_value(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+        return clean_text(value)
+    return clean_text(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str))
 
 
 def tag_strings(tags: Any) -> list[str]:
@@ -118,9 +118,9 @@ def tag_strings(tags: Any) -> list[str]:
     A lone string is one tag; ``None`` and other types give ``[]``.
     """
     if isinstance(tags, dict):
-        return [f"{k}:{v}" for k, v in tags.items()]
+        return [clean_text(f"{k}:{v}") for k, v in tags.items()]
     if isinstance(tags, str):
-        return [tags]
+        return [clean_text(tags)]
     return [t for t in (text(x) for x in as_list(tags)) if t is not None]
 
 
@@ -199,8 +199,8 @@ def qc_tag_status_rows(record: Mapping[str, Any], problems: list[str] | None = N
     asset_name, subject_id, timestamp, asset_id = _context(record, problems)
     return [
         {
-            "tag": str(key),
-            "status": value if isinstance(value, str) else None,
+            "tag": clean_text(str(key)),
+            "status": clean_text(value) if isinstance(value, str) else None,
             "asset_name": asset_name,
             "subject_id": subject_id,
             "timestamp": timestamp,

@@ -38,7 +38,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..records import as_list, as_str, get_path
+from ..records import as_list, as_str, clean_text, get_path
 from ._platform_common import ColumnSpec, frame_from_rows, recency_key
 
 __all__ = [
@@ -108,7 +108,7 @@ def _structure(acronym: Any) -> str:
 def _part(value: Any) -> str:
     if value is None or isinstance(value, bool):
         return "?"
-    return str(value)
+    return clean_text(str(value))
 
 
 def _float_part(value: Any) -> str:
