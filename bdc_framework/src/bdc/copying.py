@@ -79,7 +79,7 @@ def conforming(spec: TableSpec, value: str | None, filesystem: Any, paths: Seque
     """The parquet metadata of each file if every one can be published as it is, else ``None``.
 
     Reads only the footers. A file conforms when it has every declared column with the declared
-    Arrow type, no undeclared column unless the spec allows extras, no column name twice, and
+    Arrow type (text may be ``large_string``, see :func:`_same_type`), no undeclared column unless the spec allows extras, no column name twice, and
     (``value``) the partition key column as text whose statistics show exactly ``value`` and no
     nulls in every row group.
     """
@@ -99,7 +99,7 @@ def conforming(spec: TableSpec, value: str | None, filesystem: Any, paths: Seque
             return None
         for name, type_ in declared:
             i = index.get(name)
-            if i is None or not schema.field(i).type.equals(type_):
+            if i is None or not _same_type(schema.field(i).type, type_):
                 return None
         if not spec.extra_columns and index.keys() - names:
             return None
@@ -107,6 +107,18 @@ def conforming(spec: TableSpec, value: str | None, filesystem: Any, paths: Seque
             return None
         found.append(meta)
     return found
+
+
+def _same_type(found: Any, declared: Any) -> bool:
+    """Whether a file's column type publishes as the declared one: equal, or text / bytes with
+    64-bit offsets (``large_string``, what pandas 3 writes for text) where ``string`` / ``binary``
+    is declared: the same values, read back by DuckDB as the same VARCHAR / BLOB."""
+    import pyarrow as pa
+
+    if found.equals(declared):
+        return True
+    return (pa.types.is_large_string(found) and pa.types.is_string(declared)) or (
+        pa.types.is_large_binary(found) and pa.types.is_binary(declared))
 
 
 def _leaf(meta: Any, index: dict[str, int], column: str) -> int | None:
@@ -123,7 +135,7 @@ def _only_value(meta: Any, schema: Any, index: dict[str, int], column: str, valu
     import pyarrow as pa
 
     i = index.get(column)
-    if i is None or not pa.types.is_string(schema.field(i).type):
+    if i is None or not (pa.types.is_string(schema.field(i).type) or pa.types.is_large_string(schema.field(i).type)):
         return False
     leaf = _leaf(meta, index, column)
     if leaf is None:
