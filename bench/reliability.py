@@ -66,7 +66,11 @@ def collect(folder: Path) -> dict[str, Any]:
         out["flaky_equal_to_clean_run"] = flaky.get("equal_to_fault_free_run")
     readers = _load(folder, "readers")
     if readers:
-        out["readers_during_writes"] = readers
+        out["readers_reads"] = readers.get("reads_total")
+        out["readers_errors"] = readers.get("errors")
+        out["readers_syncs_meanwhile"] = sum((readers.get("syncs_completed") or {}).values())
+        out["readers_bdc_reads_started_again"] = sum((readers.get("bdc_reads_started_again") or {}).values())
+        out["readers_plain_glob_observations"] = readers.get("plain_duckdb_observations") or {}
     hostile = _load(folder, "hostile_input")
     records = _load(folder, "hostile_records")
     tried = 0
