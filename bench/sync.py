@@ -181,6 +181,23 @@ def timed_sync(url: str, table: str, **options: Any) -> tuple[float, Any, float]
     return seconds, report, cpu
 
 
+def phases(runs: list[tuple[float, Any, float]], table: str) -> str:
+    """Where the syncs' time went: before the first partition, writing partitions (first start to
+    last end), after the last one (publication of the table), and outside the table (the run's own
+    work: staging tidy-up, report)."""
+    parts: dict[str, list[float]] = {"before": [], "partitions": [], "publishing": [], "outside the table": []}
+    for seconds, run, _cpu in runs:
+        tr = run.table(table)
+        if not tr.spans or tr.started_at is None or tr.finished_at is None:
+            return "no partition spans in the report"
+        first, last = min(s[1] for s in tr.spans), max(s[2] for s in tr.spans)
+        parts["before"].append(first - tr.started_at)
+        parts["partitions"].append(last - first)
+        parts["publishing"].append(tr.finished_at - last)
+        parts["outside the table"].append(seconds - (tr.finished_at - tr.started_at))
+    return ", ".join(f"{name} {median(values):.2f} s" for name, values in parts.items())
+
+
 def load_average() -> str:
     """The 1-minute load average (other work on the machine skews every figure here)."""
     try:
@@ -236,6 +253,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"# sequential loop (sleep + frame + DataFrame.to_parquet): {seq:.2f} s ({seq_cpu:.2f} s CPU); "
               f"bdc.sync: {runner:.2f} s (median of {args.runs}; "
               f"{median([c for _, _, c in runs]):.2f} s CPU); {report.rows} rows, {report.bytes / 1e6:.1f} MB")
+        print(f"# bdc.sync split (medians): {phases(runs, 'bench_sleep')}")
         print(f"speedup_vs_sequential: {seq / runner:.2f}")
 
         frames.update((sid, partition_frame(sid, args.rows)) for sid in subject_ids(args.partitions))

@@ -17,9 +17,9 @@ from bdc.errors import SchemaMismatchError
 from bdc.spec import TableSpec
 
 __all__ = ["conform", "conform_batches", "conform_encoded", "encode_parquet", "to_arrow", "empty_table",
-           "write_parquet", "PARQUET_OPTIONS"]
+           "write_parquet", "parquet_options", "PARQUET_OPTIONS"]
 
-#: How every parquet object is written.
+#: How every parquet object is written (and :func:`parquet_options`: which columns get a dictionary).
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "write_statistics": True}
 
 
@@ -64,26 +64,59 @@ def to_arrow(data: Any, spec: TableSpec | None = None) -> Any:
 def _from_pandas(frame: Any) -> Any:
     """A DataFrame as a pyarrow Table, without its index.
 
-    Plain frames (unique text column names) are converted column by column, exactly as
-    ``Table.from_pandas`` converts each column but without its frame-level bookkeeping (pandas
-    metadata that :func:`conform` drops anyway): for a small partition that bookkeeping costs
-    more than the conversion itself. Anything else, and any conversion error, goes through
+    Plain frames (unique text column names) are converted column by column, each column exactly
+    as ``pa.array(series, from_pandas=True)`` converts it, but from the frame's column values
+    (no Series made per column) and without ``Table.from_pandas``' frame-level bookkeeping (pandas
+    metadata that :func:`conform` drops anyway): for a small partition those cost more than the
+    conversion itself. Anything else, and any conversion error, goes through
     ``Table.from_pandas`` (whose errors name the column).
     """
     import pyarrow as pa
 
-    names = list(frame.columns)  # (``Index.is_unique`` alone costs ~0.1 ms on a text index)
+    names = frame.columns.tolist()  # (``Index.is_unique`` alone costs ~0.1 ms on a text index)
     if all(type(name) is str for name in names) and len(set(names)) == len(names):
         try:
-            arrays = {}
-            for name, series in frame.items():
-                values = series.array  # arrow-backed columns: straight through their __arrow_array__
-                arrays[name] = pa.array(values if hasattr(values, "__arrow_array__") else series, from_pandas=True)
-            return pa.table(arrays)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
+            return pa.Table.from_arrays(_pandas_arrays(frame, len(names)), names=names)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError,
+                AttributeError, IndexError, KeyError):  # (the last three: a pandas without these internals)
             pass
     return pa.Table.from_pandas(frame, preserve_index=False)
 
+
+#: Arrow types of tz-aware pandas datetime dtypes (as ``pa.array(series)`` types them).
+_tz_types: dict[Any, Any] = {}
+
+
+def _pandas_arrays(frame: Any, count: int) -> list[Any]:
+    """The ``count`` columns of a frame as Arrow arrays, each as ``pa.array(series, from_pandas=True)``
+    would make it (what pyarrow does with a Series, done on the column's values)."""
+    import numpy as np
+    import pyarrow as pa
+
+    column_values = getattr(getattr(frame, "_mgr", None), "iget_values", None)  # no Series per column
+    arrays = []
+    for i in range(count):
+        values = column_values(i) if column_values is not None else None
+        if hasattr(values, "__arrow_array__"):  # arrow-backed and masked columns: their own conversion
+            arrays.append(pa.array(values, from_pandas=True))
+        elif type(values) is np.ndarray and values.ndim == 1:  # what pyarrow takes from a numpy-backed Series
+            arrays.append(pa.array(values, from_pandas=True))
+        elif getattr(getattr(values, "dtype", None), "kind", None) in ("M", "m") and getattr(values, "ndim", 0) == 1:
+            dtype = values.dtype
+            if getattr(values, "tz", None) is None:  # naive: a Series gives pyarrow its numpy values
+                arrays.append(pa.array(np.asarray(values), from_pandas=True))
+            else:  # tz-aware: pyarrow converts a Series's UTC values, typed with the zone
+                typ = _tz_types.get(dtype)
+                if typ is None:
+                    typ = _tz_types.setdefault(dtype, pa.timestamp(dtype.unit, dtype.tz))
+                arrays.append(pa.array(values.to_numpy(f"datetime64[{dtype.unit}]"), type=typ, from_pandas=True))
+        else:  # categoricals, periods, intervals...: as pyarrow converts the Series
+            series = frame.iloc[:, i]
+            values = series.array
+            arrays.append(pa.array(values if hasattr(values, "__arrow_array__") else series, from_pandas=True))
+    if arrays and any(len(a) != len(frame) for a in arrays):
+        raise ValueError("column lengths differ from the frame's")
+    return arrays
 
 
 def empty_table(spec: TableSpec, columns: list[str] | None = None) -> Any:
@@ -116,6 +149,34 @@ def _cast(spec: TableSpec, name: str, column: Any, target: Any) -> Any:
         ) from exc
 
 
+class _Declared:
+    """A spec's declared columns, in the forms :func:`conform` compares with (made once per spec)."""
+
+    __slots__ = ("columns", "names", "types", "schema", "name_set")
+
+    def __init__(self, columns: tuple[Any, ...]):
+        import pyarrow as pa
+
+        self.columns = columns
+        self.names = [c.name for c in columns]
+        self.types = [c.arrow_type() for c in columns]
+        self.schema = pa.schema([pa.field(n, t) for n, t in zip(self.names, self.types)])
+        self.name_set = frozenset(self.names)
+
+
+_declared: dict[int, _Declared] = {}
+
+
+def _declared_of(spec: TableSpec) -> _Declared:
+    """The declared columns of ``spec`` (cached by the identity of its column tuple)."""
+    found = _declared.get(id(spec.columns))
+    if found is None or found.columns is not spec.columns:
+        if len(_declared) > 512:
+            _declared.clear()
+        found = _declared[id(spec.columns)] = _Declared(spec.columns)
+    return found
+
+
 def conform(spec: TableSpec, data: Any, partition_value: str | None = None) -> Any:
     """Check and cast a build result to the spec's schema; returns a ``pyarrow.Table``.
 
@@ -127,39 +188,55 @@ def conform(spec: TableSpec, data: Any, partition_value: str | None = None) -> A
     table = to_arrow(data, spec)
     if not spec.columns:
         return table
+    declared = _declared_of(spec)
     if table.num_columns == 0:
-        table = empty_table(spec)
-    if spec.partitioned and partition_value is not None:
-        key = spec.partition_key
-        if key not in table.column_names:
-            table = table.append_column(key, pa.array([partition_value] * table.num_rows, pa.string()))
+        table = declared.schema.empty_table()
     present = table.column_names
-    declared = spec.column_names
-    missing = [c for c in declared if c not in present]
+    check_key = spec.partitioned and partition_value is not None
+    if check_key and spec.partition_key not in present:
+        column = pa.repeat(pa.scalar(partition_value, pa.string()), table.num_rows)
+        table = table.append_column(spec.partition_key, column)
+        present.append(spec.partition_key)
+        check_key = False  # made here: nothing to check
+    missing = [c for c in declared.names if c not in present]
     if missing:
         raise SchemaMismatchError(f"{_who(spec)} returned data without the declared columns: {', '.join(missing)}")
-    extra = [c for c in present if c not in declared]
+    extra = [c for c in present if c not in declared.name_set]
     if extra and not spec.extra_columns:
         raise SchemaMismatchError(f"{_who(spec)} returned undeclared columns: {', '.join(extra)}")
-    arrays, fields = [], []
-    for col in spec.columns:
-        target = col.arrow_type()
-        arrays.append(_cast(spec, col.name, table.column(col.name), target))
-        fields.append(pa.field(col.name, target))
-    for name in extra:
-        arrays.append(table.column(name))
-        fields.append(table.schema.field(name))
-    out = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-    if spec.partitioned and partition_value is not None and out.num_rows:
-        import pyarrow.compute as pc
-
-        wrong = pc.sum(pc.not_equal(out.column(spec.partition_key), pa.scalar(partition_value))).as_py()
-        if wrong:
-            raise SchemaMismatchError(
-                f"{_who(spec)}: {wrong} rows of partition {spec.partition_key}={partition_value!r} "
-                f"carry another {spec.partition_key}"
-            )
+    if not extra and present == declared.names and table.schema.equals(declared.schema, check_metadata=True):
+        out = table  # already the declared columns, types and order, without metadata
+    else:
+        arrays = [_cast(spec, name, table.column(name), target) for name, target in zip(declared.names, declared.types)]
+        schema = declared.schema
+        if extra:
+            arrays.extend(table.column(name) for name in extra)
+            schema = pa.schema([*schema, *(table.schema.field(name) for name in extra)])
+        out = pa.Table.from_arrays(arrays, schema=schema)
+    if check_key and out.num_rows:
+        _check_key(spec, out.column(spec.partition_key), partition_value)
     return out
+
+
+def _check_key(spec: TableSpec, column: Any, value: str) -> None:
+    """Every row of a partition carries its value (rows with no value are let through)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if len(column) == 0:
+        return
+    if column.null_count == 0:
+        # min and max: no array built from a Python value (that imports pandas, ~0.2 s holding
+        # the GIL, for the first partition that needs it)
+        low_high = pc.min_max(column)
+        if low_high["min"].as_py() == value and low_high["max"].as_py() == value:
+            return
+
+    wrong = pc.sum(pc.not_equal(column, pa.scalar(value))).as_py()
+    if wrong:
+        raise SchemaMismatchError(
+            f"{_who(spec)}: {wrong} rows of partition {spec.partition_key}={value!r} carry another {spec.partition_key}"
+        )
 
 
 def conform_batches(spec: TableSpec, batches: Iterable[Any], partition_value: str | None = None) -> Iterator[Any]:
@@ -176,13 +253,34 @@ _small_turns = threading.RLock()
 
 
 def encode_parquet(table: Any) -> Any:
-    """A table as the bytes of a parquet file (a ``pyarrow.Buffer``), written with :data:`PARQUET_OPTIONS`."""
+    """A table as the bytes of a parquet file (a ``pyarrow.Buffer``), written with :func:`parquet_options`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, **PARQUET_OPTIONS)
+    pq.write_table(table, sink, **parquet_options(table.schema))
     return sink.getvalue()
+
+
+def parquet_options(schema: Any) -> dict[str, Any]:
+    """:data:`PARQUET_OPTIONS`, with dictionary encoding for the text and binary columns only.
+
+    Numbers, times and booleans are stored plainly (then compressed): a dictionary of mostly
+    distinct values (measurements, timestamps) costs more to build than the column's encoding and
+    makes the file bigger. (A schema with nested columns keeps dictionaries on every column: its
+    leaves are named by their paths.)
+    """
+    import pyarrow as pa
+
+    dictionary = []
+    for field in schema:
+        typ = field.type
+        if pa.types.is_nested(typ):
+            return PARQUET_OPTIONS
+        if (pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_binary(typ)
+                or pa.types.is_large_binary(typ) or pa.types.is_dictionary(typ)):
+            dictionary.append(field.name)
+    return {**PARQUET_OPTIONS, "use_dictionary": dictionary}
 
 
 def conform_encoded(spec: TableSpec, data: Any, partition_value: str | None = None) -> tuple[int, Any]:
@@ -219,7 +317,7 @@ def write_parquet(table_or_batches: Any, fh: Any, schema: Any = None) -> int:
         for batch in table_or_batches:
             if writer is None:
                 schema = schema or batch.schema
-                writer = pq.ParquetWriter(fh, schema, **PARQUET_OPTIONS)
+                writer = pq.ParquetWriter(fh, schema, **parquet_options(schema))
             if batch.schema != schema:
                 batch = batch.cast(schema)
             writer.write_batch(batch)
@@ -227,7 +325,7 @@ def write_parquet(table_or_batches: Any, fh: Any, schema: Any = None) -> int:
         if writer is None:
             if schema is None:
                 raise ValueError("an empty stream needs a schema to write")
-            writer = pq.ParquetWriter(fh, schema, **PARQUET_OPTIONS)
+            writer = pq.ParquetWriter(fh, schema, **parquet_options(schema))
     finally:
         if writer is not None:
             writer.close()
