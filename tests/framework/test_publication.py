@@ -69,13 +69,10 @@ class Plugin:
         ]
 
 
-@pytest.fixture(params=["memory", "file", "s3"])
-def cache(request: pytest.FixtureRequest, tmp_path: Path) -> Cache:
-    if request.param == "memory":
-        return request.getfixturevalue("bdc_cache")
-    if request.param == "file":
-        return Cache((tmp_path / "cache").as_uri())
-    return Cache(request.getfixturevalue("s3_url"))
+@pytest.fixture
+def cache(any_cache: Cache) -> Cache:
+    """A fresh empty cache on each backend (``any_cache`` of tests/framework/conftest.py)."""
+    return any_cache
 
 
 @pytest.fixture

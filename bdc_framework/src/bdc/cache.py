@@ -637,31 +637,32 @@ class Cache:
         self._update_registry(put)
         return True
 
+    def _staged_references(self) -> dict[str, set[str]]:
+        """Run id → the tables whose published registry entry still lists files it staged (runs
+        interrupted between publishing and promoting, or promoting now)."""
+        folder = self.layout.version_folder + "/"
+        found: dict[str, set[str]] = {}
+        for entry in read_registry(self.backend, self.layout)["tables"]:
+            for item in (entry.get("files") if isinstance(entry, dict) else None) or []:
+                if isinstance(item, dict) and isinstance(item.get("path"), str):
+                    run, _key = self.layout.unstaged_key(folder + item["path"])
+                    if run is not None:
+                        found.setdefault(run, set()).add(str(entry.get("name")))
+        return found
+
     def staged_runs(self) -> dict[str, bool]:
         """The sync runs with a staging folder here: run id → whether the registry still lists
         files of it (such a run was interrupted between publishing and promoting)."""
-        runs = {}
         head = self.layout.staging_prefix()
-        for info in self.backend.list(head):
-            run, _, _rest = info.key[len(head):].partition("/")
-            runs[run] = False
-        if runs:
-            for entry in read_registry(self.backend, self.layout)["tables"]:
-                for item in (entry.get("files") if isinstance(entry, dict) else None) or []:
-                    if isinstance(item, dict) and isinstance(item.get("path"), str):
-                        run, _key = self.layout.unstaged_key(f"{self.layout.version_folder}/{item['path']}")
-                        if run in runs:
-                            runs[run] = True
-        return runs
+        runs = {info.key[len(head):].partition("/")[0] for info in self.backend.list(head)}
+        referenced = self._staged_references() if runs else {}
+        return {run: run in referenced for run in sorted(runs)}
 
     def drop_staging(self, run_id: str) -> bool:
         """Delete run ``run_id``'s staging folder, unless the registry still lists files of it
         (then :meth:`recover` must promote them first); whether it was deleted."""
-        staged = self.layout.staging_prefix(run_id)[len(self.layout.version_folder) + 1:]
-        for entry in read_registry(self.backend, self.layout)["tables"]:
-            for item in (entry.get("files") if isinstance(entry, dict) else None) or []:
-                if isinstance(item, dict) and str(item.get("path", "")).startswith(staged):
-                    return False
+        if run_id in self._staged_references():
+            return False
         self.backend.delete_prefix(self.layout.staging_prefix(run_id))
         return True
 
@@ -672,15 +673,9 @@ class Cache:
         holding the lock, before it builds anything (and after, when nothing is being written).
         """
         promoted = []
-        names = set()
-        staging = self.layout.staging_prefix()[len(self.layout.version_folder) + 1:]
-        for entry in read_registry(self.backend, self.layout)["tables"]:
-            for item in (entry.get("files") if isinstance(entry, dict) else None) or []:
-                if isinstance(item, dict) and str(item.get("path", "")).startswith(staging):
-                    names.add(entry.get("name"))
-                    break
+        names = set().union(*self._staged_references().values())
         catalog = get_catalog()
-        for name in sorted(n for n in names if isinstance(n, str)):
+        for name in sorted(names):
             try:
                 spec = catalog.get(name)
             except BdcError:  # a name two plugins now declare: its staged files stay listed
