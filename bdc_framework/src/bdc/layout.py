@@ -8,7 +8,8 @@
     {root}/bdc-v{MAJOR.MINOR}/{table}.json              its column sidecar
     {root}/bdc-v{MAJOR.MINOR}/{table}/{key}={value}/data.pqt   a partition (its ``file_name``)
     {root}/bdc-v{MAJOR.MINOR}/{table}/{key}={value}/data-0001.pqt   … a partition of several files
-    {root}/bdc-v{MAJOR.MINOR}/_staging/{run_id}/…       a sync's new files, before they are promoted
+    {root}/bdc-v{MAJOR.MINOR}/_staging/{run_id}/{table}/{key}={value}%2Fdata.pqt   a sync's new
+                                                        files, before they are promoted (flat: no folder per partition)
     {root}/bdc-v{MAJOR.MINOR}/_state/{table}.json       incremental state of the last build
     {root}/bdc-v{MAJOR.MINOR}/_runs/{run_id}.json       sync run reports
     {root}/custom/{name}.pqt                            custom tables (survive version bumps)
@@ -24,14 +25,21 @@ import attrs
 from bdc.names import check_partition_value, check_table_name, encode_partition_value
 from bdc.spec import TableSpec
 
-__all__ = ["Layout", "VERSIONS_KEY", "LOCK_KEY", "CUSTOM_PREFIX", "STAGING_FOLDER"]
+__all__ = ["Layout", "VERSIONS_KEY", "LOCK_KEY", "CUSTOM_PREFIX", "STAGING_FOLDER", "FLAT_SEPARATOR"]
 
 VERSIONS_KEY = "cache_versions.json"
 LOCK_KEY = "_bdc_sync.lock"
 CUSTOM_PREFIX = "custom"
-#: Inside a version folder: each sync's new files (``_staging/{run_id}/{the key they will have}``)
-#: until the registry lists them and they are promoted to their places.
+#: Inside a version folder: each sync's new files (``_staging/{run_id}/{the key they will have}``,
+#: a partition's folder and file name joined by :data:`FLAT_SEPARATOR`) until the registry lists
+#: them and they are promoted to their places.
 STAGING_FOLDER = "_staging"
+#: Joins a partition's folder and file name in a staged key: one folder per table and run, not
+#: one per partition (creating thousands of folders costs a sync more than writing its files).
+#: Unambiguous: partition values may not contain ``/`` and their ``%`` is encoded as ``%25``.
+FLAT_SEPARATOR = "%2F"
+#: Longest file name most file systems take (bytes); a longer flat name keeps the folder.
+_MAX_NAME_BYTES = 255
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -111,11 +119,20 @@ class Layout:
         return f"{self.version_folder}/{STAGING_FOLDER}/{run_id}/"
 
     def staged_key(self, run_id: str, key: str) -> str:
-        """Where run ``run_id`` writes the object that will be published as ``key``."""
+        """Where run ``run_id`` writes the object that will be published as ``key``: the key below
+        the run's staging folder, a partition's folder and file name joined into one name
+        (``{table}/{key}={value}%2Fdata.pqt``) unless that name would be too long."""
         head = self.version_folder + "/"
         if not key.startswith(head):
             raise ValueError(f"{key!r} is not in version folder {self.version_folder!r}")
-        return self.staging_prefix(run_id) + key[len(head):]
+        rest = key[len(head):]
+        table, sep, inside = rest.partition("/")
+        if sep and "/" in inside:
+            folder, _, name = inside.rpartition("/")
+            flat = f"{folder}{FLAT_SEPARATOR}{name}"
+            if "/" not in folder and len(flat.encode()) <= _MAX_NAME_BYTES:
+                rest = f"{table}/{flat}"
+        return self.staging_prefix(run_id) + rest
 
     def unstaged_key(self, key: str) -> tuple[str | None, str]:
         """``(run_id, published key)`` of a staged key; ``(None, key)`` for any other key."""
@@ -123,6 +140,10 @@ class Layout:
         if not key.startswith(head):
             return None, key
         run_id, _, rest = key[len(head):].partition("/")
+        parent, slash, name = rest.rpartition("/")
+        if slash and FLAT_SEPARATOR in name:
+            folder, _, file_name = name.rpartition(FLAT_SEPARATOR)
+            rest = f"{parent}/{folder}/{file_name}"
         return run_id, f"{self.version_folder}/{rest}"
 
     def state_key(self, spec: TableSpec) -> str:

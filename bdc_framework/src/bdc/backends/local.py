@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,18 @@ from bdc.errors import BackendError, InvalidNameError, ObjectNotFoundError
 __all__ = ["LocalBackend"]
 
 _TMP_MARK = ".tmp-"
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """A hard link of ``source`` at ``target``, or a byte copy where links are not possible."""
+    try:
+        os.link(source, target)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        import shutil
+
+        shutil.copyfile(source, target)
 
 
 def _root_from_url(url: str) -> Path:
@@ -34,14 +47,19 @@ class LocalBackend(Backend):
 
     def __init__(self, url: str):
         self.root = _root_from_url(url)
+        self._root = str(self.root).rstrip(os.sep) + os.sep
         super().__init__(self.root.as_uri())
 
     def _path(self, key: str) -> Path:
+        return Path(self._file(key))
+
+    def _file(self, key: str) -> str:
+        """The absolute path of ``key`` as text (checked: stays below the root)."""
         if not key or key.startswith("/") or "\\" in key or "\x00" in key:
             raise InvalidNameError(f"Invalid object key {key!r}")
         if any(part in ("..", ".") for part in key.split("/")):
             raise InvalidNameError(f"Invalid object key {key!r}")
-        return self.root / key
+        return self._root + key if os.sep == "/" else os.path.join(self._root, *key.split("/"))
 
     def read_bytes(self, key: str) -> bytes:
         """The file's bytes."""
@@ -58,41 +76,45 @@ class LocalBackend(Backend):
     @contextlib.contextmanager
     def open_write(self, key: str) -> Iterator[IO[bytes]]:
         """Write to a temp file beside the target; rename it into place on a clean exit."""
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}{_TMP_MARK}{uuid.uuid4().hex}")
+        path = self._file(key)
+        folder, name = os.path.split(path)
+        tmp = os.path.join(folder, f".{name}{_TMP_MARK}{uuid.uuid4().hex}")
         try:
-            with open(tmp, "wb") as fh:
+            fh = open(tmp, "wb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:  # the folder is new (one mkdir only then, not per write)
+            os.makedirs(folder, exist_ok=True)
+            fh = open(tmp, "wb")  # noqa: SIM115
+        try:
+            with fh:
                 yield fh
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+                os.unlink(tmp)
             raise
 
     def copy(self, source: str, target: str) -> None:
         """A hard link of ``source`` under a temp name beside ``target``, renamed into place
         (no bytes copied; a byte copy where links are not possible). ``source`` stays."""
-        src, path = self._path(source), self._path(target)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}{_TMP_MARK}{uuid.uuid4().hex}")
+        src, path = self._file(source), self._file(target)
+        folder, name = os.path.split(path)
+        tmp = os.path.join(folder, f".{name}{_TMP_MARK}{uuid.uuid4().hex}")
         try:
             try:
-                os.link(src, tmp)
+                _link_or_copy(src, tmp)
             except FileNotFoundError:
-                raise ObjectNotFoundError(f"{self.url}: no object {source!r}") from None
-            except OSError:
-                import shutil
-
-                shutil.copyfile(src, tmp)
+                if not os.path.isfile(src):
+                    raise ObjectNotFoundError(f"{self.url}: no object {source!r}") from None
+                os.makedirs(folder, exist_ok=True)  # the target's folder is new
+                _link_or_copy(src, tmp)
             os.replace(tmp, path)
             # when ``target`` already is a link of ``source`` (a promotion made again after a
             # crash), the rename does nothing and leaves the temp name: drop it
             with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+                os.unlink(tmp)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+                os.unlink(tmp)
             raise
 
     def delete_prefix(self, prefix: str) -> int:
@@ -137,18 +159,17 @@ class LocalBackend(Backend):
 
     def info(self, key: str) -> ObjectInfo:
         """``stat`` of the file."""
-        path = self._path(key)
         try:
-            st = path.stat()
-        except FileNotFoundError:
+            st = os.stat(self._file(key))
+        except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFoundError(f"{self.url}: no object {key!r}") from None
-        if not path.is_file():
+        if not stat.S_ISREG(st.st_mode):
             raise ObjectNotFoundError(f"{self.url}: {key!r} is a folder")
         return ObjectInfo(key, st.st_size, st.st_mtime, f"{st.st_mtime_ns:x}-{st.st_size:x}")
 
     def exists(self, key: str) -> bool:
         """Whether the file exists."""
-        return self._path(key).is_file()
+        return os.path.isfile(self._file(key))
 
     def list(self, prefix: str) -> list[ObjectInfo]:
         """Files under ``prefix`` (temp files of writes in progress are skipped)."""
@@ -194,11 +215,11 @@ class LocalBackend(Backend):
 
     def uri(self, key: str) -> str:
         """The absolute path (DuckDB and pandas read it as is)."""
-        return str(self._path(key)) + ("/" if key.endswith("/") else "")
+        return self._file(key.rstrip("/")) + ("/" if key.endswith("/") else "")
 
     def local_path(self, key: str) -> str | None:
         """The absolute path of ``key``."""
-        return str(self._path(key))
+        return self._file(key)
 
     def arrow_filesystem(self) -> tuple[Any, str] | None:
         """pyarrow's local filesystem rooted here."""
