@@ -116,6 +116,52 @@ def test_a_run_leaves_no_staging_and_lists_final_paths(cache: Cache, source: Sou
     assert _sorted(cache.get("pub_parts")) == _expected("A", source.subjects)
 
 
+def test_many_partitions_are_staged_flat_and_promoted_to_their_folders(cache: Cache, source: Source) -> None:
+    # enough partitions for a remote store's promotion to use several threads
+    source.subjects = [f"{i:04d}" for i in range(60)] + ["a b%2Fc", "x%y"]  # values that need encoding
+    staged_keys: list[str] = []
+    original = cache.backend.copy
+
+    def noting(src: str, target: str) -> None:
+        staged_keys.append(src)
+        original(src, target)
+
+    cache.backend.copy = noting  # type: ignore[method-assign]
+    report = sync(cache, only=["pub_parts"], retry=FAST)
+    assert report.ok, report.summary()
+    spec = cache.spec("pub_parts")
+    assert len(staged_keys) == len(source.subjects)
+    for key in staged_keys:  # one folder per table and run: no folder per partition
+        run, final = cache.layout.unstaged_key(key)
+        assert run == report.run_id
+        assert key.count("/") == final.count("/") + 1  # `_staging/{run}` in, the partition folder out
+        assert cache.layout.partition_value(spec, final) in source.subjects
+    assert sorted(cache.partition_files(spec)) == sorted(source.subjects)
+    assert cache.backend.list(cache.layout.staging_prefix()) == []
+    files = cache.registry_entry("pub_parts")["files"]
+    assert sorted(f["value"] for f in files) == sorted(source.subjects)
+    assert not any(f["path"].startswith("_staging/") for f in files)
+    assert _sorted(cache.get("pub_parts")) == _expected("A", source.subjects)
+    assert _sorted(cache.get("pub_parts", sid="a b%2Fc")) == _expected("A", ["a b%2Fc"])
+
+
+def test_a_failed_copy_of_a_promotion_is_raised_after_the_others_were_made() -> None:
+    from bdc.cache import _each
+
+    done: list[int] = []
+
+    def call(i: int) -> None:
+        if i == 7:
+            raise OSError("disk full")
+        done.append(i)
+
+    for threads in (1, 4):
+        done.clear()
+        with pytest.raises(OSError, match="disk full"):
+            _each(call, [(i,) for i in range(40)], threads)
+        assert sorted(done) == [i for i in range(40) if i != 7]
+
+
 def test_between_the_registry_switch_and_promotion_readers_see_the_new_version_whole(
         cache: Cache, source: Source, monkeypatch: pytest.MonkeyPatch) -> None:
     assert sync(cache, only=["pub_parts", "pub_whole"], retry=FAST).ok

@@ -605,15 +605,17 @@ class Cache:
             return False
         folder = self.layout.version_folder + "/"
         final: list[dict[str, Any]] = []
-        staged = False
+        moves: list[tuple[str, str]] = []
         for item in files:
             if not (isinstance(item, dict) and isinstance(item.get("path"), str)):
                 continue
             run, key = self.layout.unstaged_key(folder + item["path"])
             if run is not None:
-                self.backend.copy(folder + item["path"], key)
-                staged = True
+                moves.append((folder + item["path"], key))
             final.append({**item, "path": key[len(folder):]})
+        # (on disk, a rename or a link each: a thread pool only adds hand-offs)
+        _each(self.backend.copy, moves, _IO_THREADS if self.backend.remote else 1)
+        staged = bool(moves)
         if spec.partitioned:
             keep = {folder + item["path"] for item in final}
             for info in self.backend.list(self.layout.table_prefix(spec)):
@@ -768,6 +770,36 @@ class Cache:
     def write_state(self, spec: TableSpec, state: dict[str, Any]) -> None:
         """Save a table's incremental state (after its data and registry entry are published)."""
         self.backend.write_bytes(self.layout.state_key(spec), json.dumps(state, separators=(",", ":")).encode())
+
+
+#: Requests to a remote store (server-side copies) made at once by :func:`_each`.
+_IO_THREADS = 8
+
+
+def _each(call: Any, items: Sequence[tuple[Any, ...]], threads: int) -> None:
+    """``call(*item)`` for every item: on ``threads`` threads when there are many (each call
+    waits on the network, not on Python), one after the other otherwise. Every call is made
+    (each is a whole step, safe to repeat); the first error is raised after."""
+
+    def run(chunk: Sequence[tuple[Any, ...]]) -> Exception | None:
+        first = None
+        for item in chunk:
+            try:
+                call(*item)
+            except Exception as exc:
+                first = first or exc
+        return first
+
+    if threads <= 1 or len(items) < 4 * threads:
+        errors = [run(items)]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads, thread_name_prefix="bdc-io") as pool:
+            errors = list(pool.map(run, [items[i::threads] for i in range(threads)]))
+    first = next((e for e in errors if e is not None), None)
+    if first is not None:
+        raise first
 
 
 #: Reads of a partitioned table start again when a sync published a new registry meanwhile
