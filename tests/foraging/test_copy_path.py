@@ -327,3 +327,163 @@ def test_unchanged_copied_partitions_are_not_copied_again(source_db, file_cache,
     report = sync(file_cache)
     assert report.table(name).partitions_built == 0 and "files_copied" not in report.table(name).counters
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
+
+
+# ------------------------------------------------------------------------------------------
+# the footer check's shortcuts: one verdict per schema, one open per file, one copy per CPU
+# ------------------------------------------------------------------------------------------
+
+
+def _open_fds() -> int:
+    import os
+
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_verdicts_are_remembered_per_schema_never_across_schemas(tmp_path):
+    """A verdict on a file's columns serves the next files of the same parquet schema and
+    ``ARROW:schema`` entry only: a duration stored like an int64 (same parquet schema, another
+    Arrow type) is judged on its own, and the same file without its Arrow schema conforms."""
+    from bdc.copying import conforming
+    from bdc.testing import make_spec
+
+    spec = make_spec("remembered", [("subject_id", "string"), ("x", "int64")], partition_key="subject_id",
+                     extra_columns=True)
+
+    def write(name: str, x: pa.Array, **options: Any) -> str:
+        path = tmp_path / name
+        pq.write_table(pa.table({"x": x, "subject_id": ["0012"] * len(x)}), path, **options)
+        return str(path)
+
+    ints = [write(f"int{i}.parquet", pa.array([i, i + 1])) for i in range(3)]
+    durations = write("duration.parquet", pa.array([1, 2], pa.duration("ns")))
+    bare = write("bare.parquet", pa.array([1, 2], pa.duration("ns")), store_schema=False)
+    assert pq.read_metadata(durations).schema.equals(pq.read_metadata(ints[0]).schema)
+    for _ in range(2):  # the second time, every verdict is a remembered one
+        assert [m.num_rows for m in conforming(spec, "0012", None, ints)] == [2, 2, 2]
+        assert conforming(spec, "0012", None, [*ints, durations]) is None
+        assert conforming(spec, "0012", None, [durations]) is None
+        assert conforming(spec, "0012", None, [*ints, bare]) is not None  # read back as int64
+        assert conforming(spec, "0013", None, ints) is None  # statistics are per file, never remembered
+    # the same name declaring other columns: judged by what it declares now
+    renamed = make_spec("remembered", [("subject_id", "string"), ("x", "float64")], partition_key="subject_id",
+                        extra_columns=True)
+    assert conforming(renamed, "0012", None, [write("float.parquet", pa.array([0.5, 1.5]))]) is not None
+    assert conforming(renamed, "0012", None, ints) is None
+    assert conforming(spec, "0012", None, ints) is not None
+    # a nested column with a leaf of the key's name does not pass for the key column
+    nested = tmp_path / "nested.parquet"
+    pq.write_table(pa.table({"x": [1], "g": [{"subject_id": "0012"}]}), nested)
+    assert conforming(spec, "0012", None, [ints[0], str(nested)]) is None
+
+
+def test_footers_are_read_through_the_descriptor_the_copy_uses(tmp_path, monkeypatch):
+    """A local file is opened once: its footer (however large) is read from the end of the file
+    through the descriptor its copy then uses; descriptors are closed after the copy, after a
+    failed check and after an unused check, and only so many are kept open at once."""
+    import bdc.copying as copying
+    from bdc.backends import open_backend
+    from bdc.copying import check_files, conforming
+    from bdc.testing import make_spec
+
+    spec = make_spec("described", [("subject_id", "string")], partition_key="subject_id", extra_columns=True)
+    wide = pa.table({"subject_id": ["0012"] * 3, **{f"column_{i:04d}_{'x' * 40}": [i] * 3 for i in range(1200)}})
+    paths = []
+    for i in range(4):
+        path = tmp_path / f"f{i}.parquet"
+        table = wide if i == 1 else pa.table({"subject_id": ["0012"] * (i + 1), "n": list(range(i + 1))})
+        pq.write_table(table, path)
+        paths.append(str(path))
+    assert pq.read_metadata(paths[1]).serialized_size > copying._FOOTER_READ  # read in two steps
+    before = _open_fds()
+    metas = conforming(spec, "0012", None, paths)
+    assert [m.num_rows for m in metas] == [1, 3, 3, 4]
+    assert metas[1].equals(pq.read_metadata(paths[1]))
+    assert _open_fds() == before
+
+    monkeypatch.setattr(copying, "_KEEP_OPEN", 2)  # the others are opened again to be copied
+    for url in ("memory://described", (tmp_path / "cache").as_uri()):
+        backend = open_backend(url)
+        checked = check_files(spec, "0012", None, paths)
+        assert len(checked.open) == 2 and _open_fds() == before + 2
+        with checked:
+            size = checked.copy(backend, [f"t/{i}.parquet" for i in range(4)])
+        assert _open_fds() == before and copying._kept == 0
+        assert [backend.read_bytes(f"t/{i}.parquet") for i in range(4)] == [Path(p).read_bytes() for p in paths]
+        assert size == sum(Path(p).stat().st_size for p in paths) and checked.rows == 11
+
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"subject_id": ["0013"]}), bad)
+    assert check_files(spec, "0012", None, [*paths, str(bad)]) is None
+    assert _open_fds() == before and copying._kept == 0
+    first = Path(paths[0]).read_bytes()
+    for name, data in [("empty", b""), ("short", b"PAR1"), ("cut", first[:-9]), ("encrypted", first[:-4] + b"PARE"),
+                       ("length", b"PAR1" + bytes(20) + (999).to_bytes(4, "little") + b"PAR1")]:
+        (tmp_path / name).write_bytes(data)
+        assert conforming(spec, "0012", None, [paths[0], str(tmp_path / name)]) is None, name
+    assert _open_fds() == before and copying._kept == 0
+
+
+def test_local_copies_run_one_per_cpu(source_db, file_cache, monkeypatch):
+    """Checking and copying local files into a local store runs in one place per CPU
+    (``BDC_LOCAL_COPIES`` sets another count); remote sources and stores are not limited."""
+    import threading
+
+    import pyarrow.fs as pafs
+
+    import bdc.copying as copying
+    from bdc.backends import open_backend
+
+    assert isinstance(copying.local_slot(None, file_cache.backend), threading.BoundedSemaphore)
+    assert isinstance(copying.local_slot(pafs.LocalFileSystem(), open_backend("memory://slots")),
+                      threading.BoundedSemaphore)
+    remote = type("Remote", (), {"scheme": "s3"})()
+    assert not isinstance(copying.local_slot(None, remote), threading.BoundedSemaphore)
+    assert not isinstance(copying.local_slot(pafs.S3FileSystem(anonymous=True, region="us-east-1"),
+                                             file_cache.backend), threading.BoundedSemaphore)
+
+    monkeypatch.setenv("BDC_LOCAL_COPIES", "1")
+    check = copying.check_files
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            return check(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(copying, "check_files", counted)
+    report = sync(file_cache, workers=8)
+    assert report.table(TRIALS).partitions_built == len(source_db.subject_ids)
+    assert most[0] == 1
+    assert_copied(file_cache, source_db.root, EVENTS, pick(source_db)["many"])
+
+
+def test_partition_builds_take_their_files_from_the_runs_listing(source_db, file_cache, monkeypatch):
+    """Each table is listed once per sync: a partition build takes the subject's files from the
+    listing its fingerprint came from (without a run, it lists the subject's folder)."""
+    from bdc.build import BuildContext
+    from bdc_tables_foraging import tables
+    from bdc_tables_foraging.source import ForagingSource
+
+    partition, listings = ForagingSource.partition, []
+
+    def recorded(self: Any, table: str, subject_id: str, listing: Any = None) -> Any:
+        listings.append(listing is not None)
+        return partition(self, table, subject_id, listing)
+
+    monkeypatch.setattr(ForagingSource, "partition", recorded)
+    sync(file_cache)
+    assert listings and all(listings)
+    sid = pick(source_db)["many"]
+    assert_copied(file_cache, source_db.root, TRIALS, sid)
+
+    listings.clear()
+    data = tables.build_trial_partition(BuildContext(file_cache, file_cache.spec(TRIALS)), sid)
+    assert listings == [False]
+    assert list(data.paths) == [str(p) for p in source_files(source_db.root, TRIALS, sid)]

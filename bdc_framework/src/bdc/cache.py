@@ -533,15 +533,17 @@ class Cache:
 
     def _write_files(self, spec: TableSpec, value: str, data: Any, run_id: str | None) -> dict[str, int]:
         """A partition from existing parquet files: copied when they conform, else rewritten."""
-        from bdc.copying import conforming, copy_files, read_files
+        from bdc.copying import check_files, local_slot, read_files
         from bdc.frames import conform_batches
 
         paths = list(data.paths)
-        metas = conforming(spec, value, data.filesystem, paths) if paths else None
-        if metas is not None:
-            keys = [self._target(k, run_id) for k in self.layout.partition_keys(spec, value, len(paths))]
-            size = copy_files(self.backend, keys, data.filesystem, paths)
-            return {"rows": sum(m.num_rows for m in metas), "bytes": size, "files": len(paths), "copied": len(paths)}
+        with local_slot(data.filesystem, self.backend):  # local copies: one per CPU at a time
+            checked = check_files(spec, value, data.filesystem, paths) if paths else None
+            if checked is not None:
+                with checked:  # each local file opened once: its footer checked, then copied
+                    keys = [self._target(k, run_id) for k in self.layout.partition_keys(spec, value, len(paths))]
+                    size = checked.copy(self.backend, keys)
+                return {"rows": checked.rows, "bytes": size, "files": len(paths), "copied": len(paths)}
         rewrite = data.rewrite if data.rewrite is not None else (
             read_files(data.filesystem, paths) if paths else None)
         key = self._target(self.layout.partition_key(spec, value), run_id)

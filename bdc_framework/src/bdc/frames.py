@@ -131,12 +131,13 @@ def empty_table(spec: TableSpec, columns: list[str] | None = None) -> Any:
 
 def _cast(spec: TableSpec, name: str, column: Any, target: Any) -> Any:
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     if column.type == target:
         return column
     if pa.types.is_null(column.type):
         return pa.nulls(len(column), type=target)
+    import pyarrow.compute as pc  # only when a cast is needed (its import costs ~0.1 s)
+
     try:
         safe = not (pa.types.is_timestamp(target) and pa.types.is_timestamp(column.type))
         if pa.types.is_string(target) and not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):

@@ -115,11 +115,12 @@ class ForagingSource:
 
     # -- partitions ------------------------------------------------------------------------
 
-    def partition_files(self, table: str) -> dict[str, list[Any]]:
-        """Subject id → its ``*.parquet`` files (``FileInfo``), from one recursive listing of ``table``.
+    def list_table(self, table: str) -> dict[str, list[Any]]:
+        """Partition folder name (``subject_id=<id>``, as stored) → its ``*.parquet`` files
+        (``FileInfo``, sorted by path), from one recursive listing of ``table``.
 
         Only direct children ``subject_id=<id>/<name>.parquet`` count (what upstream reads);
-        hidden and temporary files are ignored. Folder names are percent-decoded.
+        hidden and temporary files are ignored.
         """
         import pyarrow.fs as pafs
 
@@ -134,27 +135,46 @@ class ForagingSource:
             rest = info.path[len(prefix) + 1:].split("/")
             if len(rest) != 2 or not rest[0].startswith(_HIVE_PREFIX) or not _is_data_file(rest[1]):
                 continue
-            value = unquote(rest[0][len(_HIVE_PREFIX):])
-            if value:
-                out.setdefault(value, []).append(info)
+            out.setdefault(rest[0], []).append(info)
         for files in out.values():
             files.sort(key=lambda i: i.path)
         return out
 
-    def partition_fingerprints(self, table: str) -> dict[str, str]:
-        """Subject id → fingerprint of its files in ``table`` (names, sizes, modification times)."""
+    def partition_files(self, table: str, listing: dict[str, list[Any]] | None = None) -> dict[str, list[Any]]:
+        """Subject id → its ``*.parquet`` files (``FileInfo``), from one recursive listing of
+        ``table`` (``listing``: that of :meth:`list_table`, made already). Folder names are
+        percent-decoded."""
+        out: dict[str, list[Any]] = {}
+        for folder, files in (self.list_table(table) if listing is None else listing).items():
+            value = unquote(folder[len(_HIVE_PREFIX):])
+            if value:
+                out.setdefault(value, []).extend(files)
+        for files in out.values():
+            files.sort(key=lambda i: i.path)
+        return out
+
+    def partition_fingerprints(self, table: str, listing: dict[str, list[Any]] | None = None) -> dict[str, str]:
+        """Subject id → fingerprint of its files in ``table`` (names, sizes, modification times);
+        ``listing``: that of :meth:`list_table`, made already."""
         return {value: _digest(_FORMAT, self.base, table, value, *map(_file_token, files))
-                for value, files in self.partition_files(table).items()}
+                for value, files in self.partition_files(table, listing).items()}
 
     def absent_fingerprint(self, table: str) -> str:
         """The fingerprint of a subject that has no files in ``table``."""
         return _digest(_FORMAT, self.base, table, "absent")
 
-    def partition(self, table: str, subject_id: str) -> PartitionReader:
-        """A reader of one subject's files in ``table`` (no files: an empty reader)."""
+    def partition(self, table: str, subject_id: str, listing: dict[str, list[Any]] | None = None) -> PartitionReader:
+        """A reader of one subject's files in ``table`` (no files: an empty reader); ``listing``:
+        that of :meth:`list_table`, made already (else the subject's folder is listed now)."""
         import pyarrow.fs as pafs
 
         folders = [f"{_HIVE_PREFIX}{subject_id}", f"{_HIVE_PREFIX}{quote(subject_id, safe='')}"]
+        if listing is not None:
+            for folder in dict.fromkeys(folders):
+                files = listing.get(folder)
+                if files:
+                    return PartitionReader(self.filesystem, [i.path for i in files], subject_id)
+            return PartitionReader(self.filesystem, [], subject_id)
         for folder in dict.fromkeys(folders):
             selector = pafs.FileSelector(self.path(table, folder), allow_not_found=True)
             with transient_errors():

@@ -12,7 +12,9 @@
   :class:`~bdc_tables_foraging.source.PartitionReader` (files unioned by name) as one file.
   Partition files are named ``data.parquet`` (``data-0001.parquet``, … when copied from several
   files), so upstream's helpers (which list ``subject_id=*/*.parquet``) read bdc's folders as they
-  read the source. A subject without source files gets an empty partition.
+  read the source. A subject without source files gets an empty partition. A partition build
+  takes the subject's files from the listing its fingerprint came from (each table is listed once
+  per sync run), so what it publishes is what was fingerprinted.
 
 Build functions are module-level (picklable for the process and Dask executors).
 """
@@ -20,10 +22,11 @@ Build functions are module-level (picklable for the process and Dask executors).
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from bdc_tables_foraging.columns import EVENT_COLUMNS, SESSION_COLUMNS, TRIAL_COLUMNS
-from bdc_tables_foraging.source import EVENT_TABLE, PARTITION_KEY, TRIAL_TABLE, ForagingSource
+from bdc_tables_foraging.source import EVENT_TABLE, PARTITION_KEY, TRIAL_TABLE, ForagingSource, foraging_base
 
 __all__ = [
     "SESSIONS",
@@ -107,13 +110,31 @@ def session_subjects(ctx: Any) -> list[str]:
     return sorted(str(v) for v in pc.unique(column).to_pylist() if v is not None and v != "")
 
 
+#: (run id, database root, table) → ``(source, listing)``: the listing of the table that run's
+#: partition fingerprints came from, which its partition builds (in this process) reuse.
+_listings: dict[tuple[str, str, str], tuple[ForagingSource, dict[str, list[Any]]]] = {}
+_LISTINGS_KEPT = 8
+_listings_lock = threading.Lock()
+
+
+def _remember(ctx: Any, source: ForagingSource, table: str, listing: dict[str, list[Any]]) -> None:
+    if not ctx.run_id:
+        return
+    with _listings_lock:
+        while len(_listings) >= _LISTINGS_KEPT:
+            del _listings[next(iter(_listings))]  # the oldest
+        _listings[(ctx.run_id, source.base, table)] = (source, listing)
+
+
 def _partitions(ctx: Any, table: str) -> dict[str, str]:
     """Subject id → fingerprint of its source files (a fixed token when it has none)."""
     from bdc.errors import InvalidNameError
     from bdc.names import check_partition_value
 
     source = ForagingSource.open()
-    found = ctx.call(source.partition_fingerprints, table)
+    listing = ctx.call(source.list_table, table)
+    found = source.partition_fingerprints(table, listing)
+    _remember(ctx, source, table, listing)
     absent = source.absent_fingerprint(table)
     out: dict[str, str] = {}
     for subject_id in session_subjects(ctx):
@@ -136,8 +157,14 @@ def _build_partition(ctx: Any, table: str, subject_id: str) -> Any:
     (files unioned by name, ``subject_id`` the folder's text). No files: an empty partition."""
     from bdc.build import ParquetFiles
 
-    source = ForagingSource.open()
-    reader = ctx.call(source.partition, table, subject_id)
+    base = foraging_base()
+    known = _listings.get((ctx.run_id, base, table)) if ctx.run_id else None
+    if known is not None:  # the files this run fingerprinted, listed once for every subject
+        source, listing = known
+        reader = source.partition(table, subject_id, listing)
+    else:
+        source = ForagingSource.open(base)
+        reader = ctx.call(source.partition, table, subject_id)
     if not reader.paths:
         ctx.count("subjects_without_source_files")
         return ctx.spec.arrow_schema().empty_table()
