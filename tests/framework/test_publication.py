@@ -145,6 +145,26 @@ def test_many_partitions_are_staged_flat_and_promoted_to_their_folders(cache: Ca
     assert _sorted(cache.get("pub_parts", sid="a b%2Fc")) == _expected("A", ["a b%2Fc"])
 
 
+@pytest.mark.parametrize("value", ["0012", "a b", "x%2Fy", "50%", "~@+,", "é" * 20, "z" * 200, "é" * 120])
+def test_a_staged_key_names_its_final_place_whatever_the_value(value: str) -> None:
+    from bdc.layout import Layout
+
+    layout = Layout("bdc-v1.0")
+    spec = make_spec("pub_parts", COLUMNS, partition_key="sid", partitions=lambda ctx: [],
+                     build_partition=lambda ctx, sid: None)
+    for key in layout.partition_keys(spec, value, 3):
+        staged = layout.staged_key("run-1", key)
+        assert staged.startswith("bdc-v1.0/_staging/run-1/pub_parts/")
+        assert layout.unstaged_key(staged) == ("run-1", key)
+        folder, name = key.rsplit("/", 2)[1:]
+        flat = staged.count("/") == key.count("/") + 1  # one folder per table: no partition folder
+        # ... unless the joined name would be too long for a file system: then the folder stays
+        assert flat == (len(f"{folder}%2F{name}".encode()) <= 255)
+    whole = layout.table_key(make_spec("pub_whole", COLUMNS, build=lambda ctx: []))
+    assert layout.unstaged_key(layout.staged_key("run-1", whole)) == ("run-1", whole)
+    assert layout.unstaged_key(whole) == (None, whole)
+
+
 def test_a_failed_copy_of_a_promotion_is_raised_after_the_others_were_made() -> None:
     from bdc.cache import _each
 
