@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -96,6 +97,14 @@ def collect(folder: Path) -> dict[str, Any]:
     return out
 
 
+def _load_average() -> str:
+    """The 1-minute load average."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:  # pragma: no cover - not on every platform
+        return "?"
+
+
 def render_markdown(figures: dict[str, Any], *, command: str, summary: str) -> str:
     """The figures block of docs/reliability.md."""
     lines = [BEGIN, "", f"Last run: {time.strftime('%Y-%m-%d', time.gmtime())}, `{command}` "
@@ -130,10 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, "-m", "pytest", "tests/reliability", "-q", "-p", "no:cacheprovider"]
         if args.soak:
             cmd.append("--soak")
-        started = time.monotonic()
+        started, load = time.monotonic(), _load_average()
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         tail = (proc.stdout.strip().splitlines() or ["?"])[-1].strip("= ")
-        summary = f"{tail} in {time.monotonic() - started:.0f} s"
+        counts = re.sub(r" in [\d.]+s( \([\d:]+\))?$", "", tail)  # pytest's own time: ours is below
+        summary = (f"{counts} in {time.monotonic() - started:.0f} s, load average {load} before and "
+                   f"{_load_average()} after (other work on the 2 cores skews the latencies)")
         print(f"# {' '.join(cmd[2:])}: {tail} (exit {proc.returncode}); figures in {folder}")
         if proc.returncode != 0:
             print(proc.stdout[-5000:], file=sys.stderr)
