@@ -63,7 +63,7 @@ class Plan:
             lines.append(f"wave {i}:")
             for spec in wave:
                 kind = f"partitioned by {spec.partition_key}" if spec.partitioned else "whole table"
-                extra = f", incremental" if spec.incremental else ""
+                extra = ", incremental" if spec.incremental else ""
                 deps = f" <- {', '.join(spec.depends_on)}" if spec.depends_on else ""
                 sides = self.side_tables.get(spec.name, ())
                 side = f" (+ {', '.join(s.name for s in sides)})" if sides else ""
