@@ -15,6 +15,7 @@ distinct schema (:class:`_Checker`), and copies between local files run one per 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -45,25 +46,23 @@ def _local(filesystem: Any) -> bool:
 def _slots() -> int:
     """How many local copies run at once: the CPUs this process may use (``BDC_LOCAL_COPIES``
     overrides)."""
-    global _cpus
     value = os.environ.get("BDC_LOCAL_COPIES", "").strip()
     if value.isdigit() and int(value) > 0:
         return int(value)
-    if _cpus is None:
-        try:
-            _cpus = max(1, len(os.sched_getaffinity(0)))
-        except (AttributeError, OSError):  # pragma: no cover - not Linux
-            _cpus = max(1, os.cpu_count() or 1)
-    return _cpus
-
-
-_cpus: int | None = None
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 #: Stores whose writes are local (a store that writes over the network is not limited).
 _LOCAL_STORES = ("file", "memory")
-_slot_lock = threading.Lock()
-_slot_gate: tuple[int, threading.BoundedSemaphore] | None = None
+
+
+@functools.lru_cache(maxsize=None)
+def _gate(slots: int) -> threading.BoundedSemaphore:
+    """The process's one semaphore of ``slots`` places (one per setting of :func:`_slots`)."""
+    return threading.BoundedSemaphore(slots)
 
 
 def local_slot(filesystem: Any, backend: Any) -> Any:
@@ -75,17 +74,9 @@ def local_slot(filesystem: Any, backend: Any) -> Any:
     one per CPU, local copies only wait for each other: switching between them (the GIL, the
     kernel) costs more CPU than it overlaps.
     """
-    global _slot_gate
     if getattr(backend, "scheme", None) not in _LOCAL_STORES or not _local(filesystem):
         return contextlib.nullcontext()
-    slots = _slots()
-    gate = _slot_gate
-    if gate is None or gate[0] != slots:
-        with _slot_lock:
-            gate = _slot_gate
-            if gate is None or gate[0] != slots:
-                gate = _slot_gate = (slots, threading.BoundedSemaphore(slots))
-    return gate[1]
+    return _gate(_slots())
 
 
 def _open_footer(filesystem: Any, path: str) -> Any:
