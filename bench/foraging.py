@@ -13,7 +13,8 @@ Figures (targets from issue 7):
 * ``peak_rss_mb``: peak RSS of the process running the full mirror, the highest of the three
   (target <= 1500).
 
-On a shared machine the wall times are noisy (the copy as much as the mirror: ``copy_s_range``,
+Each timed turn starts after ``os.sync()``: the previous turns' writes and removals are on disk,
+so no turn pays for another's writeback. On a shared machine the wall times are noisy (the copy as much as the mirror: ``copy_s_range``,
 ``load_avg``); ``mirror_cpu_s`` (the mirror process's CPU time) is the steadier measure of the
 work done. Creating files is most of the copy's work and costs the kernel more or less from one
 minute to the next (``copy_cpu_s``, the copy's own CPU time, and ``mirror_sys_s`` follow it).
@@ -96,6 +97,13 @@ def _loadavg() -> list[str]:
         return ["?"]
 
 
+def _settle() -> None:
+    """Put what earlier turns wrote and removed on disk (``os.sync``) before a timed turn, so
+    that no turn pays for another's writeback."""
+    if hasattr(os, "sync"):
+        os.sync()
+
+
 def _tree_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
@@ -139,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(3):
             target = work / f"copy{i}"
             shutil.rmtree(target, ignore_errors=True)
+            _settle()
             t0, c0 = time.perf_counter(), os.times()
             shutil.copytree(source, target)
             copies.append(time.perf_counter() - t0)
@@ -146,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             copy_cpu.append(c1.user - c0.user + c1.system - c0.system)
             shutil.rmtree(target)
             shutil.rmtree(cache, ignore_errors=True)
+            _settle()
             mirrors.append(timed_child(source, cache, full=True, workers=args.workers))
         copy_s = statistics.median(copies)
         print(f"copy_s: {copy_s:.3f}")

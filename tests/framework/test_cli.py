@@ -233,6 +233,21 @@ def test_default_format_is_a_table_on_a_terminal(built: Any, capsys: pytest.Capt
     assert out.splitlines()[0].split() == ["name", "n_files"] and "<NA>" in out and out.endswith("(2 rows)\n")
 
 
+def test_no_submodule_shadows_a_function_of_the_api() -> None:
+    # importing a submodule binds it on the package: one named like an API function would
+    # replace that function (``bdc.describe`` became a module once ``Cache.describe`` ran)
+    import pkgutil
+
+    import bdc
+
+    submodules = {m.name for m in pkgutil.iter_modules(bdc.__path__)}
+    assert not submodules & set(bdc.__all__), sorted(submodules & set(bdc.__all__))
+    bdc.Cache("memory://no-shadow").describe  # noqa: B018
+    import bdc.tableinfo  # noqa: F401
+
+    assert callable(bdc.describe) and callable(bdc.get) and callable(bdc.sync)
+
+
 def test_describe_reads_well_in_a_terminal_and_a_notebook(bdc_env):
     """bdc.describe gives the spec and the last build; TableSpec has a one-line repr."""
     import bdc

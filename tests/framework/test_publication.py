@@ -6,16 +6,19 @@ partitions of several files. Every scenario runs on the memory, file and S3 (mot
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
 import bdc
 from bdc.build import ParquetFiles
 from bdc.cache import Cache
+from bdc.errors import ObjectNotFoundError
 from bdc.hookspecs import hookimpl
 from bdc.runner import sync
 from bdc.runner.retry import RetryPolicy
@@ -37,6 +40,7 @@ class Source:
         self.subjects = ["0001", "0002", "0003"]
         self.fail_on: set[str] = set()
         self.files: dict[str, list[str]] = {}
+        self.filesystem: Any = None  # where the files are read (None: local paths)
 
     def partitions(self, ctx: Any) -> dict[str, str]:
         return {s: self.version for s in self.subjects}
@@ -50,7 +54,7 @@ class Source:
         return [{"sid": s, "n": len(s) + (100 if self.version == "B" else 0)} for s in self.subjects]
 
     def build_files(self, ctx: Any, sid: str) -> Any:
-        return ParquetFiles(self.files[sid])
+        return ParquetFiles(self.files[sid], self.filesystem)
 
 
 class Plugin:
@@ -261,6 +265,72 @@ def test_conforming_files_are_copied_as_they_are_and_others_rewritten(
     assert len(cache.registry_entry("pub_files")["files"]) == 3
 
 
+class _FlakyFiles(pafs.FileSystemHandler):
+    """Local files through pyarrow's filesystem protocol, failing the calls it is told to: the
+    ``n``-th opening of a stream (a copy) with a connection reset, the ``n``-th opening of a file
+    (a footer read) with an I/O error."""
+
+    def __init__(self, fail_stream: set[int], fail_file: set[int]):
+        self.fs = pafs.LocalFileSystem()
+        self.fail_stream, self.fail_file = fail_stream, fail_file
+        self.streams = self.files = 0
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __ne__(self, other: object) -> bool:
+        return self is not other
+
+    def get_type_name(self) -> str:
+        return "flaky-local"
+
+    def normalize_path(self, path: str) -> str:
+        return path
+
+    def get_file_info(self, paths: list[str]) -> Any:
+        return self.fs.get_file_info(paths)
+
+    def get_file_info_selector(self, selector: Any) -> Any:
+        return self.fs.get_file_info(selector)
+
+    def open_input_stream(self, path: str) -> Any:
+        self.streams += 1
+        if self.streams in self.fail_stream:
+            raise ConnectionResetError(f"reset while reading {path}")
+        return self.fs.open_input_stream(path)
+
+    def open_input_file(self, path: str) -> Any:
+        self.files += 1
+        if self.files in self.fail_file:
+            raise OSError(f"I/O error reading {path}")
+        return self.fs.open_input_file(path)
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise OSError("read-only")
+
+    create_dir = delete_dir = delete_dir_contents = delete_root_dir_contents = delete_file = _read_only
+    move = copy_file = open_output_stream = open_append_stream = _read_only
+
+
+def test_a_partition_written_again_publishes_only_what_its_last_attempt_staged(
+        cache: Cache, source: Source, tmp_path: Path) -> None:
+    # attempt 1 copies the subject's three files and is cut off at the third (a connection reset:
+    # retried); attempt 2 cannot read a footer, so it rewrites the files as one: the first
+    # attempt's second file must not be published beside it
+    source.subjects = ["0001"]
+    source.files = {"0001": _write_files(tmp_path / "src", "0001", 3)}
+    handler = _FlakyFiles(fail_stream={3}, fail_file={4})
+    source.filesystem = pafs.PyFileSystem(handler)
+    report = sync(cache, only=["pub_files"], retry=FAST)
+    assert report.ok, report.summary()
+    assert report.table("pub_files").retries == 1
+    assert (handler.streams, handler.files) == (3, 7)  # 3 footers, 3 copies, 1 footer, 3 rewritten
+    spec = cache.spec("pub_files")
+    assert [i.key.rsplit("/", 1)[1] for i in cache.partition_files(spec)["0001"]] == ["data.parquet"]
+    assert [f["path"].rsplit("/", 1)[1] for f in cache.registry_entry("pub_files")["files"]] == ["data.parquet"]
+    assert sorted(cache.get("pub_files")["n"]) == [0, 1, 10, 11, 20, 21]
+
+
 def test_files_that_do_not_hold_the_partition_value_are_rewritten(bdc_file_cache: Cache, source: Source,
                                                                    tmp_path: Path) -> None:
     # a file of subject 0002 offered as subject 0001's: its key column says otherwise
@@ -312,3 +382,36 @@ def test_recovery_aborts_multipart_uploads_a_killed_writer_left_on_s3(s3_url: st
     cache.recover()
     left = {u["UploadId"] for u in client.list_multipart_uploads(Bucket=cache.backend.bucket).get("Uploads", [])}
     assert upload not in left and outside in left  # only under the cache's version folder
+
+
+def test_local_disk_writes_staged_files_in_place_and_links_promotions(tmp_path: Path) -> None:
+    from bdc.backends.local import LocalBackend
+
+    backend = LocalBackend(tmp_path.as_uri())
+    folder = tmp_path / "_staging" / "t"
+    with backend.open_write_staged("_staging/t/a.bin") as fh:  # a new folder, the file at its name
+        fh.write(b"staged")
+        fh.flush()
+        assert os.listdir(folder) == ["a.bin"]
+    with pytest.raises(RuntimeError), backend.open_write_staged("_staging/t/b.bin") as fh:
+        fh.write(b"half")
+        raise RuntimeError("the build broke")
+    assert os.listdir(folder) == ["a.bin"]  # nothing left of the failed write
+    with backend.open_write("v/c.bin") as fh:  # a published write appears only when whole
+        fh.write(b"whole")
+        fh.flush()
+        assert not (tmp_path / "v" / "c.bin").exists()
+    assert (tmp_path / "v" / "c.bin").read_bytes() == b"whole"
+
+    # promotion: a new name is a link of the staged file (in a folder made for it) ...
+    backend.copy("_staging/t/a.bin", "v/p/a.bin")
+    assert os.stat(tmp_path / "v" / "p" / "a.bin").st_ino == os.stat(folder / "a.bin").st_ino
+    # ... an existing one is replaced whole, and a promotion made again changes nothing
+    backend.write_bytes("v/p/old.bin", b"previous")
+    for _ in range(2):
+        backend.copy("_staging/t/a.bin", "v/p/old.bin")
+        assert (tmp_path / "v" / "p" / "old.bin").read_bytes() == b"staged"
+        assert sorted(os.listdir(tmp_path / "v" / "p")) == ["a.bin", "old.bin"]  # no temp names left
+    with pytest.raises(ObjectNotFoundError):
+        backend.copy("_staging/t/missing.bin", "v/p/x.bin")
+    assert sorted(os.listdir(tmp_path / "v" / "p")) == ["a.bin", "old.bin"]

@@ -4,12 +4,12 @@ the cache mutations that process makes.
 Installed as the entry point ``syncplugin`` of a throw-away distribution (see ``test_crash.py``),
 this module *is* :mod:`syncplugin` for the process (its ``bdc_tables`` hook: the tables of
 ``$BDC_SYNCPLUGIN_SOURCE``). With ``BDC_CRASH_TRACE`` naming a file, it also wraps the storage
-backends' mutating calls (``open_write``/``write_bytes``, ``copy``, ``delete``, ``delete_prefix``)
-to append one JSON line per call to that file, and with ``BDC_CRASH_STOP`` set to
+backends' mutating calls (``open_write``/``open_write_staged``/``write_bytes``, ``copy``, ``delete``,
+``delete_prefix``) to append one JSON line per call to that file, and with ``BDC_CRASH_STOP`` set to
 ``{"when": "pre"|"post", "op": ..., "match": regex, "nth": n, "after": {"op": ..., "match": regex}}``
 it stops the whole process (``SIGSTOP``) at the ``nth`` matching call: ``pre`` with the call's
-bytes written but not yet visible (a write's temp file filled, not renamed; a copy or delete not
-yet made), ``post`` just after it took effect. With ``after``, only calls made by a thread after
+bytes written but not yet visible (a write's temp file filled, not renamed, or a staged file
+written in place not yet closed; a copy or delete not yet made), ``post`` just after it took effect. With ``after``, only calls made by a thread after
 that thread made a call matching ``after`` count (the calls of one table's publication, not those
 of a table building beside it). The test then kills the stopped process with ``SIGKILL``: a crash at an
 exact point of the publication protocol, with every other thread wherever it happened to be.
@@ -98,8 +98,9 @@ def _wrap_call(cls: type, name: str, op: str) -> None:
     setattr(cls, name, traced)
 
 
-def _wrap_open_write(cls: type) -> None:
-    original = cls.open_write
+def _wrap_open_write(cls: type, name: str = "open_write") -> None:
+    """Trace ``open_write`` (or ``open_write_staged``) of ``cls`` as the op ``write``."""
+    original = getattr(cls, name)
 
     @contextlib.contextmanager
     def traced(self: Any, key: str) -> Iterator[Any]:
@@ -114,7 +115,7 @@ def _wrap_open_write(cls: type) -> None:
                 _checkpoint("post", "write", key)
 
     traced.__doc__ = original.__doc__
-    cls.open_write = traced
+    setattr(cls, name, traced)
 
 
 def _wrap_write_bytes(cls: type) -> None:
@@ -145,6 +146,8 @@ def install() -> None:
     _stop = json.loads(stop) if stop else None
     for cls in (LocalBackend, S3Backend):
         _wrap_open_write(cls)
+        if "open_write_staged" in cls.__dict__:  # the local disk writes staged files in place
+            _wrap_open_write(cls, "open_write_staged")
         if "write_bytes" in cls.__dict__:
             _wrap_write_bytes(cls)
         _wrap_call(cls, "copy", "copy")

@@ -72,8 +72,8 @@ class Cache:
         return get_catalog().resolve(name)
 
     def describe(self, name: str) -> Any:
-        """A :class:`bdc.describe.TableInfo`: the table's spec and what this cache published of it."""
-        from bdc.describe import describe
+        """A :class:`bdc.tableinfo.TableInfo`: the table's spec and what this cache published of it."""
+        from bdc.tableinfo import describe
 
         return describe(self, name)
 
@@ -473,17 +473,22 @@ class Cache:
 
     # -- writing (used by the sync runner and tests) ------------------------------------------
 
-    def _write(self, key: str, table: Any, schema: Any = None) -> tuple[int, int]:
+    def _open_write(self, key: str, staged: bool) -> Any:
+        """The backend's writer of ``key``: :meth:`~bdc.backends.Backend.open_write_staged` for
+        a key of a sync run's staging (read by no one before it is published)."""
+        return self.backend.open_write_staged(key) if staged else self.backend.open_write(key)
+
+    def _write(self, key: str, table: Any, schema: Any = None, staged: bool = False) -> tuple[int, int]:
         from bdc.frames import write_parquet
 
-        with self.backend.open_write(key) as fh:
+        with self._open_write(key, staged) as fh:
             rows = write_parquet(table, fh, schema)
             size = fh.tell()
         return rows, size
 
-    def _store(self, key: str, rows: int, payload: Any) -> tuple[int, int]:
+    def _store(self, key: str, rows: int, payload: Any, staged: bool = False) -> tuple[int, int]:
         """Store an encoded parquet file (see :func:`bdc.frames.conform_encoded`); returns (rows, bytes)."""
-        with self.backend.open_write(key) as fh:
+        with self._open_write(key, staged) as fh:
             fh.write(payload)
         return rows, payload.size
 
@@ -500,7 +505,8 @@ class Cache:
 
         if spec.partitioned:
             raise BdcError(f"Table {spec.name!r} is partitioned; use write_partition")
-        rows, size = self._store(self._target(self.layout.table_key(spec), run_id), *conform_encoded(spec, data))
+        rows, size = self._store(self._target(self.layout.table_key(spec), run_id), *conform_encoded(spec, data),
+                                 staged=run_id is not None)
         return {"rows": rows, "bytes": size, "files": 1}
 
     def write_partition(self, spec: TableSpec, value: str, data: Any, *, run_id: str | None = None) -> dict[str, int]:
@@ -520,9 +526,9 @@ class Cache:
             key = self._target(self.layout.partition_key(spec, value), run_id)
             if _is_stream(data):
                 schema = None if spec.extra_columns else spec.arrow_schema()  # extras: the first batch's schema
-                rows, size = self._write(key, conform_batches(spec, data, value), schema)
+                rows, size = self._write(key, conform_batches(spec, data, value), schema, run_id is not None)
             else:
-                rows, size = self._store(key, *conform_encoded(spec, data, value))
+                rows, size = self._store(key, *conform_encoded(spec, data, value), staged=run_id is not None)
             stats = {"rows": rows, "bytes": size, "files": 1}
         if run_id is None:  # fewer files than before: drop the others
             keep = set(self.layout.partition_keys(spec, value, stats["files"]))
@@ -542,19 +548,31 @@ class Cache:
             if checked is not None:
                 with checked:  # each local file opened once: its footer checked, then copied
                     keys = [self._target(k, run_id) for k in self.layout.partition_keys(spec, value, len(paths))]
-                    size = checked.copy(self.backend, keys)
+                    size = checked.copy(self.backend, keys, staged=run_id is not None)
                 return {"rows": checked.rows, "bytes": size, "files": len(paths), "copied": len(paths)}
         rewrite = data.rewrite if data.rewrite is not None else (
             read_files(data.filesystem, paths) if paths else None)
         key = self._target(self.layout.partition_key(spec, value), run_id)
         if _is_stream(rewrite):
             schema = None if spec.extra_columns else spec.arrow_schema()
-            rows, size = self._write(key, conform_batches(spec, rewrite, value), schema)
+            rows, size = self._write(key, conform_batches(spec, rewrite, value), schema, run_id is not None)
         else:
             from bdc.frames import conform_encoded
 
-            rows, size = self._store(key, *conform_encoded(spec, rewrite, value))
+            rows, size = self._store(key, *conform_encoded(spec, rewrite, value), staged=run_id is not None)
         return {"rows": rows, "bytes": size, "files": 1}
+
+    def drop_staged_partition(self, spec: TableSpec, value: str, run_id: str) -> int:
+        """Delete the files run ``run_id`` staged for one partition (an attempt that failed part
+        way, before the partition is written again); returns how many."""
+        first = self.layout.staged_key(run_id, self.layout.partition_key(spec, value))
+        prefix = first[:len(first) - len(spec.file_name)]  # the partition's staged names begin so
+        gone = 0
+        for info in self.backend.list(prefix):
+            if self.layout.partition_value(spec, self.layout.unstaged_key(info.key)[1]) == value:
+                self.backend.delete(info.key)
+                gone += 1
+        return gone
 
     def delete_partition(self, spec: TableSpec, value: str) -> None:
         """Remove one partition's files."""

@@ -255,19 +255,21 @@ class CheckedFiles:
         """Rows over all files (from the footers)."""
         return sum(m.num_rows for m in self.metas)
 
-    def copy(self, backend: Any, keys: Sequence[str]) -> int:
+    def copy(self, backend: Any, keys: Sequence[str], staged: bool = False) -> int:
         """Copy each file to the matching key of ``backend``, byte for byte (then close the
-        descriptors); returns the bytes copied."""
+        descriptors); returns the bytes copied. ``staged``: the keys are a sync run's staging
+        (written with the backend's ``open_write_staged``)."""
         try:
             if len(keys) != len(self.paths):
                 raise ValueError(f"{len(self.paths)} files, {len(keys)} keys")
             total = 0
+            open_write = backend.open_write_staged if staged else backend.open_write
             for i, (path, key) in enumerate(zip(self.paths, keys)):
                 held = self.open.get(i)
                 if held is None:
-                    total += copy_files(backend, [key], self.filesystem, [path])
+                    total += copy_files(backend, [key], self.filesystem, [path], staged)
                     continue
-                with backend.open_write(key) as out:
+                with open_write(key) as out:
                     total += _copy_fd(held[0], held[1], out)
             return total
         finally:
@@ -378,11 +380,14 @@ def _only_value(meta: Any, leaf: int, value: str) -> bool:
     return True
 
 
-def copy_files(backend: Any, keys: Sequence[str], filesystem: Any, paths: Sequence[str]) -> int:
-    """Copy each of ``paths`` to the matching key of ``backend``, byte for byte; returns bytes."""
+def copy_files(backend: Any, keys: Sequence[str], filesystem: Any, paths: Sequence[str],
+               staged: bool = False) -> int:
+    """Copy each of ``paths`` to the matching key of ``backend``, byte for byte; returns bytes.
+    ``staged``: see :meth:`CheckedFiles.copy`."""
     total = 0
+    open_write = backend.open_write_staged if staged else backend.open_write
     for path, key in zip(paths, keys, strict=True):
-        with backend.open_write(key) as out:
+        with open_write(key) as out:
             if _local(filesystem):
                 fd = os.open(path, os.O_RDONLY)
                 try:

@@ -167,7 +167,7 @@ class TableSpec:
                 f"{', plugin ' + self.plugin if self.plugin else ''}>")
 
     def _repr_html_(self) -> str:
-        from bdc.describe import TableInfo
+        from bdc.tableinfo import TableInfo
 
         return TableInfo(self)._repr_html_()
 

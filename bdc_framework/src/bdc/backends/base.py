@@ -118,6 +118,13 @@ class Backend(abc.ABC):
         On an exception nothing is published and any previous object stays as it was.
         """
 
+    def open_write_staged(self, key: str) -> contextlib.AbstractContextManager[IO[bytes]]:
+        """:meth:`open_write` for a key that nothing reads before the block exits and that one
+        writer writes at a time (a sync run's staging: readers only see it once published). A
+        store may then write in place, without the temp name that makes the object appear whole;
+        on an exception nothing is left under ``key``. This default: :meth:`open_write`."""
+        return self.open_write(key)
+
     def write_bytes(self, key: str, data: bytes) -> None:
         """Write ``data`` to ``key`` atomically."""
         with self.open_write(key) as fh:

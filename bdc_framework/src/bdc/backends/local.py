@@ -31,6 +31,25 @@ def _link_or_copy(source: str, target: str) -> None:
         shutil.copyfile(source, target)
 
 
+def _link_new(source: str, target: str, folder: str) -> bool:
+    """Whether a hard link of ``source`` could be made at ``target`` (making its folder if that
+    is missing); ``False`` when ``target`` exists, ``source`` does not or links are not possible."""
+    try:
+        os.link(source, target)
+        return True
+    except FileNotFoundError:
+        if not os.path.isfile(source):
+            return False
+    except OSError:
+        return False
+    try:  # the target's folder is new
+        os.makedirs(folder, exist_ok=True)
+        os.link(source, target)
+        return True
+    except OSError:
+        return False
+
+
 def _root_from_url(url: str) -> Path:
     if "://" not in url:
         return Path(url).expanduser().resolve()
@@ -73,31 +92,45 @@ class LocalBackend(Backend):
         except OSError as exc:
             raise BackendError(f"{self.url}: reading {key!r} failed: {exc}") from exc
 
-    @contextlib.contextmanager
-    def open_write(self, key: str) -> Iterator[IO[bytes]]:
+    def open_write(self, key: str) -> contextlib.AbstractContextManager[IO[bytes]]:
         """Write to a temp file beside the target; rename it into place on a clean exit."""
+        return self._open_write(key, atomic=True)
+
+    def open_write_staged(self, key: str) -> contextlib.AbstractContextManager[IO[bytes]]:
+        """Write the file in place (a staged key: no temp name, no rename); removed on an exception."""
+        return self._open_write(key, atomic=False)
+
+    @contextlib.contextmanager
+    def _open_write(self, key: str, atomic: bool) -> Iterator[IO[bytes]]:
         path = self._file(key)
         folder, name = os.path.split(path)
-        tmp = os.path.join(folder, f".{name}{_TMP_MARK}{uuid.uuid4().hex}")
+        target = os.path.join(folder, f".{name}{_TMP_MARK}{uuid.uuid4().hex}") if atomic else path
         try:
-            fh = open(tmp, "wb")  # noqa: SIM115 - closed below
+            fh = open(target, "wb")  # noqa: SIM115 - closed below
         except FileNotFoundError:  # the folder is new (one mkdir only then, not per write)
             os.makedirs(folder, exist_ok=True)
-            fh = open(tmp, "wb")  # noqa: SIM115
+            fh = open(target, "wb")  # noqa: SIM115
         try:
             with fh:
                 yield fh
-            os.replace(tmp, path)
+            if atomic:
+                os.replace(target, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+                os.unlink(target)
             raise
 
     def copy(self, source: str, target: str) -> None:
-        """A hard link of ``source`` under a temp name beside ``target``, renamed into place
-        (no bytes copied; a byte copy where links are not possible). ``source`` stays."""
+        """A hard link of ``source`` at ``target`` (no bytes copied; ``source`` stays).
+
+        A new ``target`` is linked at its name directly (one call: the name appears with the
+        whole file); one that exists is replaced through a link under a temp name renamed over it.
+        Where links are not possible, a byte copy under the temp name.
+        """
         src, path = self._file(source), self._file(target)
         folder, name = os.path.split(path)
+        if _link_new(src, path, folder):
+            return
         tmp = os.path.join(folder, f".{name}{_TMP_MARK}{uuid.uuid4().hex}")
         try:
             try:

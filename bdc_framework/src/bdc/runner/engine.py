@@ -189,6 +189,7 @@ def run_partition(task: PartitionTask, cache: Cache | None = None) -> list[Parti
     except Exception as exc:
         raise PartitionError(task.values, exc, ctx.retries) from exc
     outcomes = []
+    write_partition = _StagedWrites(cache, task.run_id)
     for value in task.values:
         begun = time.time() if outcomes else started
         retries_before = ctx.retries
@@ -196,11 +197,10 @@ def run_partition(task: PartitionTask, cache: Cache | None = None) -> list[Parti
             data, _state, side = _unpack(results.get(value))
             # a one-shot stream cannot be written twice: retry only re-iterable data
             write = ctx.call if not _one_shot(data) else (lambda fn, *a, **k: fn(*a, **k))
-            stats = write(cache.write_partition, spec, value, data, run_id=task.run_id)
+            stats = write(write_partition, spec, value, data)
             side_rows = {}
             for side_spec in task.side_specs:
-                side_stats = ctx.call(cache.write_partition, side_spec, value, side.get(side_spec.name),
-                                      run_id=task.run_id)
+                side_stats = ctx.call(write_partition, side_spec, value, side.get(side_spec.name))
                 side_rows[side_spec.name] = side_stats["rows"]
         except Exception as exc:
             outcomes.append(PartitionError((value,), exc, ctx.retries - retries_before))
@@ -217,6 +217,25 @@ def run_partition(task: PartitionTask, cache: Cache | None = None) -> list[Parti
         if fetch_retries:
             outcomes[0] = attrs.evolve(first, retries=first.retries + fetch_retries)
     return outcomes
+
+
+class _StagedWrites:
+    """``cache.write_partition`` into run ``run_id``'s staging, each partition written whole: a
+    write made again (a retry) first deletes what the earlier attempt staged for the partition,
+    so files of an attempt that wrote another number of them are not published with the new."""
+
+    def __init__(self, cache: Cache, run_id: str | None):
+        self.cache = cache
+        self.run_id = run_id
+        self._written: set[tuple[str, str]] = set()
+
+    def __call__(self, spec: TableSpec, value: str, data: Any) -> dict[str, int]:
+        """Write one partition (after dropping an earlier attempt's staged files); its stats."""
+        if self.run_id is not None:
+            if (spec.name, value) in self._written:
+                self.cache.drop_staged_partition(spec, value, self.run_id)
+            self._written.add((spec.name, value))
+        return self.cache.write_partition(spec, value, data, run_id=self.run_id)
 
 
 class Runner:
