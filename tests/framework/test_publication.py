@@ -7,6 +7,7 @@ partitions of several files. Every scenario runs on the memory, file and S3 (mot
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from bdc.build import ParquetFiles
 from bdc.cache import Cache
 from bdc.errors import ObjectNotFoundError
 from bdc.hookspecs import hookimpl
+from bdc.layout import STAGING_BUCKETS
 from bdc.runner import sync
 from bdc.runner.retry import RetryPolicy
 from bdc.testing import make_spec
@@ -135,11 +137,15 @@ def test_many_partitions_are_staged_flat_and_promoted_to_their_folders(cache: Ca
     assert report.ok, report.summary()
     spec = cache.spec("pub_parts")
     assert len(staged_keys) == len(source.subjects)
-    for key in staged_keys:  # one folder per table and run: no folder per partition
+    buckets = set()
+    for key in staged_keys:  # a few folders per table and run: no folder per partition
         run, final = cache.layout.unstaged_key(key)
         assert run == report.run_id
-        assert key.count("/") == final.count("/") + 1  # `_staging/{run}` in, the partition folder out
+        bucket, name = key.split("/")[-2:]
+        assert re.fullmatch(r"~[0-9a-f]{2}", bucket) and "%2F" in name  # the partition folder joined in
+        buckets.add(bucket)
         assert cache.layout.partition_value(spec, final) in source.subjects
+    assert 8 <= len(buckets) <= STAGING_BUCKETS  # 62 partitions spread over the folders
     assert sorted(cache.partition_files(spec)) == sorted(source.subjects)
     assert cache.backend.list(cache.layout.staging_prefix()) == []
     files = cache.registry_entry("pub_parts")["files"]
@@ -161,9 +167,13 @@ def test_a_staged_key_names_its_final_place_whatever_the_value(value: str) -> No
         assert staged.startswith("bdc-v1.0/_staging/run-1/pub_parts/")
         assert layout.unstaged_key(staged) == ("run-1", key)
         folder, name = key.rsplit("/", 2)[1:]
-        flat = staged.count("/") == key.count("/") + 1  # one folder per table: no partition folder
+        parent, staged_name = staged.rsplit("/", 2)[1:]
+        flat = staged_name == f"{folder}%2F{name}" and re.fullmatch(r"~[0-9a-f]{2}", parent) is not None
         # ... unless the joined name would be too long for a file system: then the folder stays
         assert flat == (len(f"{folder}%2F{name}".encode()) <= 255)
+        if flat:  # a key staged before the bucket folders (by an interrupted older run) too
+            unbucketed = staged.replace(f"/{parent}/", "/")
+            assert layout.unstaged_key(unbucketed) == ("run-1", key)
     whole = layout.table_key(make_spec("pub_whole", COLUMNS, build=lambda ctx: []))
     assert layout.unstaged_key(layout.staged_key("run-1", whole)) == ("run-1", whole)
     assert layout.unstaged_key(whole) == (None, whole)

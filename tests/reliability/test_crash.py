@@ -128,14 +128,14 @@ def _stop(when: str, op: str, match: str, nth: int = 1, after: tuple[str, str] |
     return spec
 
 
-_STAGED_PART = r"/_staging/[^/]+/sync_sessions/subject_id="
+_STAGED_PART = r"/_staging/[^/]+/sync_sessions/(~[0-9a-f]{2}/)?subject_id="
 _FINAL_PART = r"^[^/]+/sync_sessions/subject_id="
 _REGISTRY = r"/cache_registry\.json$"
 
 #: The protocol points, in the order a run passes them. ``after``: armed in the thread that made
 #: that call (the table's own thread), so a concurrent table's registry write does not count.
 STOP_POINTS = [
-    Point("staged-partition-torn", "stop", "writing partitions: a staged partition's temp file filled, not renamed",
+    Point("staged-partition-torn", "stop", "writing partitions: a staged partition written, its file not closed",
           _stop("pre", "write", _STAGED_PART)),
     Point("staged-partitions-some", "stop", "writing partitions: three partitions staged, the others not yet",
           _stop("post", "write", _STAGED_PART, 3)),

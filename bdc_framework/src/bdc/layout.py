@@ -8,8 +8,9 @@
     {root}/bdc-v{MAJOR.MINOR}/{table}.json              its column sidecar
     {root}/bdc-v{MAJOR.MINOR}/{table}/{key}={value}/data.pqt   a partition (its ``file_name``)
     {root}/bdc-v{MAJOR.MINOR}/{table}/{key}={value}/data-0001.pqt   … a partition of several files
-    {root}/bdc-v{MAJOR.MINOR}/_staging/{run_id}/{table}/{key}={value}%2Fdata.pqt   a sync's new
-                                                        files, before they are promoted (flat: no folder per partition)
+    {root}/bdc-v{MAJOR.MINOR}/_staging/{run_id}/{table}/~0c/{key}={value}%2Fdata.pqt   a sync's
+                                                        new files, before they are promoted (no folder
+                                                        per partition: 16 folders per table)
     {root}/bdc-v{MAJOR.MINOR}/_state/{table}.json       incremental state of the last build
     {root}/bdc-v{MAJOR.MINOR}/_runs/{run_id}.json       sync run reports
     {root}/custom/{name}.pqt                            custom tables (survive version bumps)
@@ -18,6 +19,7 @@
 from __future__ import annotations
 
 import re
+import zlib
 from urllib.parse import unquote
 
 import attrs
@@ -25,7 +27,7 @@ import attrs
 from bdc.names import check_partition_value, check_table_name, encode_partition_value
 from bdc.spec import TableSpec
 
-__all__ = ["Layout", "VERSIONS_KEY", "LOCK_KEY", "CUSTOM_PREFIX", "STAGING_FOLDER", "FLAT_SEPARATOR"]
+__all__ = ["Layout", "VERSIONS_KEY", "LOCK_KEY", "CUSTOM_PREFIX", "STAGING_FOLDER", "FLAT_SEPARATOR", "STAGING_BUCKETS"]
 
 VERSIONS_KEY = "cache_versions.json"
 LOCK_KEY = "_bdc_sync.lock"
@@ -38,6 +40,11 @@ STAGING_FOLDER = "_staging"
 #: one per partition (creating thousands of folders costs a sync more than writing its files).
 #: Unambiguous: partition values may not contain ``/`` and their ``%`` is encoded as ``%25``.
 FLAT_SEPARATOR = "%2F"
+#: A table's staged partition files are spread over this many folders (``~00`` … ``~0f``, chosen
+#: by the partition's folder name): writers creating files at once in one folder wait for each
+#: other on that folder (measured on ext4, 2 threads: twice the kernel time of 16 folders).
+STAGING_BUCKETS = 16
+_BUCKET = re.compile(r"~[0-9a-f]{2}")
 #: Longest file name most file systems take (bytes); a longer flat name keeps the folder.
 _MAX_NAME_BYTES = 255
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -120,8 +127,9 @@ class Layout:
 
     def staged_key(self, run_id: str, key: str) -> str:
         """Where run ``run_id`` writes the object that will be published as ``key``: the key below
-        the run's staging folder, a partition's folder and file name joined into one name
-        (``{table}/{key}={value}%2Fdata.pqt``) unless that name would be too long."""
+        the run's staging folder, a partition's folder and file name joined into one name in one
+        of the table's :data:`STAGING_BUCKETS` folders (``{table}/~0c/{key}={value}%2Fdata.pqt``)
+        unless that name would be too long (then ``{table}/{key}={value}/data.pqt``)."""
         head = self.version_folder + "/"
         if not key.startswith(head):
             raise ValueError(f"{key!r} is not in version folder {self.version_folder!r}")
@@ -131,7 +139,8 @@ class Layout:
             folder, _, name = inside.rpartition("/")
             flat = f"{folder}{FLAT_SEPARATOR}{name}"
             if "/" not in folder and len(flat.encode()) <= _MAX_NAME_BYTES:
-                rest = f"{table}/{flat}"
+                bucket = zlib.crc32(folder.encode()) % STAGING_BUCKETS
+                rest = f"{table}/~{bucket:02x}/{flat}"
         return self.staging_prefix(run_id) + rest
 
     def unstaged_key(self, key: str) -> tuple[str | None, str]:
@@ -143,6 +152,9 @@ class Layout:
         parent, slash, name = rest.rpartition("/")
         if slash and FLAT_SEPARATOR in name:
             folder, _, file_name = name.rpartition(FLAT_SEPARATOR)
+            table, _, bucket = parent.rpartition("/")
+            if table and _BUCKET.fullmatch(bucket):  # (a staged key made before buckets has none)
+                parent = table
             rest = f"{parent}/{folder}/{file_name}"
         return run_id, f"{self.version_folder}/{rest}"
 
