@@ -18,7 +18,6 @@ import subprocess
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 

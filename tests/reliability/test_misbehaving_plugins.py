@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
