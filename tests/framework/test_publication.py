@@ -413,6 +413,22 @@ def test_local_disk_writes_staged_files_in_place_and_links_promotions(tmp_path: 
         assert not (tmp_path / "v" / "c.bin").exists()
     assert (tmp_path / "v" / "c.bin").read_bytes() == b"whole"
 
+    # a second writer of a staged key while the first still writes (a task run twice): each
+    # writes a whole file, the name ends with one of them, and a failing first leaves the other
+    with backend.open_write_staged("_staging/t/c.bin") as first:
+        first.write(b"first, half")
+        with backend.open_write_staged("_staging/t/c.bin") as second:
+            second.write(b"second, whole")
+        assert (folder / "c.bin").read_bytes() == b"second, whole"
+        first.write(b" and the rest")
+    assert (folder / "c.bin").read_bytes() == b"second, whole"
+    with pytest.raises(RuntimeError), backend.open_write_staged("_staging/t/d.bin") as first:
+        with backend.open_write_staged("_staging/t/d.bin") as second:
+            second.write(b"second, whole")
+        raise RuntimeError("the first attempt broke after the second finished")
+    assert (folder / "d.bin").read_bytes() == b"second, whole"
+    assert sorted(os.listdir(folder)) == ["a.bin", "c.bin", "d.bin"]  # no temp names left
+
     # promotion: a new name is a link of the staged file (in a folder made for it) ...
     backend.copy("_staging/t/a.bin", "v/p/a.bin")
     assert os.stat(tmp_path / "v" / "p" / "a.bin").st_ino == os.stat(folder / "a.bin").st_ino

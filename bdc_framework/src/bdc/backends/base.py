@@ -119,10 +119,11 @@ class Backend(abc.ABC):
         """
 
     def open_write_staged(self, key: str) -> contextlib.AbstractContextManager[IO[bytes]]:
-        """:meth:`open_write` for a key that nothing reads before the block exits and that one
-        writer writes at a time (a sync run's staging: readers only see it once published). A
-        store may then write in place, without the temp name that makes the object appear whole;
-        on an exception nothing is left under ``key``. This default: :meth:`open_write`."""
+        """:meth:`open_write` for a key that nothing reads before the block exits (a sync run's
+        staging: readers only see it once published). A store may then write a new object in
+        place, without the temp name that makes it appear whole; on an exception nothing of this
+        write is left under ``key``, and a second writer of the key (a task run again while the
+        first still runs) must still leave one whole object. This default: :meth:`open_write`."""
         return self.open_write(key)
 
     def write_bytes(self, key: str, data: bytes) -> None:

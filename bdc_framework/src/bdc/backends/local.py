@@ -31,6 +31,19 @@ def _link_or_copy(source: str, target: str) -> None:
         shutil.copyfile(source, target)
 
 
+def _create(path: str, folder: str, mode: str) -> IO[bytes] | None:
+    """``open(path, mode)``, making ``folder`` when it is missing (one ``mkdir`` only then, not
+    per write); ``None`` when ``mode`` is exclusive (``"xb"``) and ``path`` exists."""
+    try:
+        try:
+            return open(path, mode)  # noqa: SIM115 - the caller closes it
+        except FileNotFoundError:
+            os.makedirs(folder, exist_ok=True)
+            return open(path, mode)  # noqa: SIM115
+    except FileExistsError:
+        return None
+
+
 def _link_new(source: str, target: str, folder: str) -> bool:
     """Whether a hard link of ``source`` could be made at ``target`` (making its folder if that
     is missing); ``False`` when ``target`` exists, ``source`` does not or links are not possible."""
@@ -97,27 +110,34 @@ class LocalBackend(Backend):
         return self._open_write(key, atomic=True)
 
     def open_write_staged(self, key: str) -> contextlib.AbstractContextManager[IO[bytes]]:
-        """Write the file in place (a staged key: no temp name, no rename); removed on an exception."""
+        """Write a new file in place (no temp name, no rename): a staged key, read by no one
+        before it is published. Removed on an exception. When something is already there (an
+        earlier attempt at the same key, still running or not), the write goes through a temp
+        name renamed over it, as :meth:`open_write` does: each writer's file is whole."""
         return self._open_write(key, atomic=False)
 
     @contextlib.contextmanager
     def _open_write(self, key: str, atomic: bool) -> Iterator[IO[bytes]]:
         path = self._file(key)
         folder, name = os.path.split(path)
-        target = os.path.join(folder, f".{name}{_TMP_MARK}{uuid.uuid4().hex}") if atomic else path
-        try:
-            fh = open(target, "wb")  # noqa: SIM115 - closed below
-        except FileNotFoundError:  # the folder is new (one mkdir only then, not per write)
-            os.makedirs(folder, exist_ok=True)
-            fh = open(target, "wb")  # noqa: SIM115
+        fh = None if atomic else _create(path, folder, "xb")
+        in_place = fh is not None
+        target = path if in_place else os.path.join(folder, f".{name}{_TMP_MARK}{uuid.uuid4().hex}")
+        if fh is None:
+            fh = _create(target, folder, "wb")
+            assert fh is not None
+        mine = os.fstat(fh.fileno()) if in_place else None
         try:
             with fh:
                 yield fh
-            if atomic:
+            if not in_place:
                 os.replace(target, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(target)
+                if mine is None:
+                    os.unlink(target)
+                elif os.path.samestat(os.stat(path), mine):  # not another writer's file since
+                    os.unlink(path)
             raise
 
     def copy(self, source: str, target: str) -> None:
