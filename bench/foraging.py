@@ -13,8 +13,8 @@ Figures (targets from issue 7):
 * ``peak_rss_mb``: peak RSS of the process running the full mirror, the highest of the three
   (target <= 1500).
 
-Each timed turn starts after ``os.sync()``: the previous turns' writes and removals are on disk,
-so no turn pays for another's writeback. On a shared machine the wall times are noisy (the copy as much as the mirror: ``copy_s_range``,
+Each timed turn starts after ``os.sync()`` (the previous turns' writes on disk) and turns remove
+nothing until the end, so no turn pays for another's writeback or removals (see ``_settle``). On a shared machine the wall times are noisy (the copy as much as the mirror: ``copy_s_range``,
 ``load_avg``); ``mirror_cpu_s`` (the mirror process's CPU time) is the steadier measure of the
 work done. Creating files is most of the copy's work and costs the kernel more or less from one
 minute to the next (``copy_cpu_s``, the copy's own CPU time, and ``mirror_sys_s`` follow it).
@@ -98,8 +98,13 @@ def _loadavg() -> list[str]:
 
 
 def _settle() -> None:
-    """Put what earlier turns wrote and removed on disk (``os.sync``) before a timed turn, so
-    that no turn pays for another's writeback."""
+    """Put what earlier turns wrote on disk (``os.sync``) before a timed turn, so that no turn
+    pays for another's writeback.
+
+    Turns remove nothing either: on ext4 without a journal, creating a file skips every inode
+    freed in the last 60 s (300 s while its inode block is unwritten), checking them one by one
+    (``recently_deleted``; seen with ``perf``: a fifth of a sync's CPU after large removals), so
+    a turn run after removals would pay for them."""
     if hasattr(os, "sync"):
         os.sync()
 
@@ -140,21 +145,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"source_events: {info.n_events}")
         print(f"source_mb: {_tree_bytes(source) / 1e6:.1f}")
 
-        # the copy and the mirror take turns, three times each, each into a fresh folder removed
-        # after (the last mirror stays, for the resync): both see the disk in the same states
+        # the copy and the mirror take turns, three times each, each into a fresh folder; nothing
+        # is removed until the end (see _settle: a removal slows the file creations after it)
         copies, copy_cpu, mirrors = [], [], []
-        cache = work / "cache"
+        runs = work / "runs"
+        shutil.rmtree(runs, ignore_errors=True)
+        runs.mkdir()
         for i in range(3):
-            target = work / f"copy{i}"
-            shutil.rmtree(target, ignore_errors=True)
+            target = runs / f"copy{i}"
             _settle()
             t0, c0 = time.perf_counter(), os.times()
             shutil.copytree(source, target)
             copies.append(time.perf_counter() - t0)
             c1 = os.times()
             copy_cpu.append(c1.user - c0.user + c1.system - c0.system)
-            shutil.rmtree(target)
-            shutil.rmtree(cache, ignore_errors=True)
+            cache = runs / f"cache{i}"
             _settle()
             mirrors.append(timed_child(source, cache, full=True, workers=args.workers))
         copy_s = statistics.median(copies)

@@ -349,6 +349,26 @@ def test_transient_or_permanent(error: Exception, transient: bool) -> None:
     assert is_transient(error) is transient
 
 
+def _asked_to_wait(value: str) -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": "SlowDown"}, "ResponseMetadata": {
+        "HTTPStatusCode": 503, "HTTPHeaders": {"retry-after": value}}}, "GetObject")
+
+
+def test_a_retry_after_in_seconds_or_as_an_http_date_is_read() -> None:
+    import email.utils
+
+    from bdc.runner.retry import retry_after
+
+    assert retry_after(_asked_to_wait("7")) == 7.0
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)  # "Tue, 24 Nov 2026 19:59:00 GMT"
+    assert 25 <= (retry_after(_asked_to_wait(later)) or 0) <= 31
+    assert retry_after(_asked_to_wait(email.utils.formatdate(time.time() - 60, usegmt=True))) == 0.0
+    assert retry_after(_asked_to_wait("soon, maybe")) is None
+    assert retry_after(KeyError("no response")) is None
+
+
 @attrs.frozen
 class _RecordingPolicy(RetryPolicy):
     """A retry policy that notes every wait it chooses (and still sleeps it)."""

@@ -19,7 +19,6 @@ Two layers retry in a sync run:
 from __future__ import annotations
 
 import contextvars
-import email.utils
 import random
 import threading
 import time
@@ -162,6 +161,8 @@ def retry_after(exc: BaseException) -> float | None:
             try:
                 return max(0.0, float(text))
             except ValueError:
+                import email.utils  # an HTTP date: rare (its import costs ~10 ms at start-up)
+
                 try:
                     when = email.utils.parsedate_to_datetime(text)
                 except (TypeError, ValueError):
