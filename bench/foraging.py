@@ -14,7 +14,8 @@ Figures (targets from issue 7):
   (target <= 1500).
 
 Each timed turn starts after ``os.sync()`` (the previous turns' writes on disk) and turns remove
-nothing until the end, so no turn pays for another's writeback or removals (see ``_settle``). On a shared machine the wall times are noisy (the copy as much as the mirror: ``copy_s_range``,
+nothing until the end, so no turn pays for another's writeback or removals (see ``_settle``).
+On a shared machine the wall times are noisy (the copy as much as the mirror: ``copy_s_range``,
 ``load_avg``); ``mirror_cpu_s`` (the mirror process's CPU time) is the steadier measure of the
 work done. Creating files is most of the copy's work and costs the kernel more or less from one
 minute to the next (``copy_cpu_s``, the copy's own CPU time, and ``mirror_sys_s`` follow it).

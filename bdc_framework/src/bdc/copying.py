@@ -263,7 +263,7 @@ class CheckedFiles:
             if len(keys) != len(self.paths):
                 raise ValueError(f"{len(self.paths)} files, {len(keys)} keys")
             total = 0
-            open_write = backend.open_write_staged if staged else backend.open_write
+            open_write = _writer(backend, staged)
             for i, (path, key) in enumerate(zip(self.paths, keys)):
                 held = self.open.get(i)
                 if held is None:
@@ -380,12 +380,17 @@ def _only_value(meta: Any, leaf: int, value: str) -> bool:
     return True
 
 
+def _writer(backend: Any, staged: bool) -> Any:
+    """The backend's ``open_write``, or its ``open_write_staged`` for keys of a sync's staging."""
+    return backend.open_write_staged if staged else backend.open_write
+
+
 def copy_files(backend: Any, keys: Sequence[str], filesystem: Any, paths: Sequence[str],
                staged: bool = False) -> int:
     """Copy each of ``paths`` to the matching key of ``backend``, byte for byte; returns bytes.
     ``staged``: see :meth:`CheckedFiles.copy`."""
     total = 0
-    open_write = backend.open_write_staged if staged else backend.open_write
+    open_write = _writer(backend, staged)
     for path, key in zip(paths, keys, strict=True):
         with open_write(key) as out:
             if _local(filesystem):

@@ -31,17 +31,14 @@ def _link_or_copy(source: str, target: str) -> None:
         shutil.copyfile(source, target)
 
 
-def _create(path: str, folder: str, mode: str) -> IO[bytes] | None:
+def _create(path: str, folder: str, mode: str) -> IO[bytes]:
     """``open(path, mode)``, making ``folder`` when it is missing (one ``mkdir`` only then, not
-    per write); ``None`` when ``mode`` is exclusive (``"xb"``) and ``path`` exists."""
+    per write)."""
     try:
-        try:
-            return open(path, mode)  # noqa: SIM115 - the caller closes it
-        except FileNotFoundError:
-            os.makedirs(folder, exist_ok=True)
-            return open(path, mode)  # noqa: SIM115
-    except FileExistsError:
-        return None
+        return open(path, mode)  # noqa: SIM115 - the caller closes it
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
+        return open(path, mode)  # noqa: SIM115
 
 
 def _link_new(source: str, target: str, folder: str) -> bool:
@@ -120,12 +117,14 @@ class LocalBackend(Backend):
     def _open_write(self, key: str, atomic: bool) -> Iterator[IO[bytes]]:
         path = self._file(key)
         folder, name = os.path.split(path)
-        fh = None if atomic else _create(path, folder, "xb")
+        fh: IO[bytes] | None = None
+        if not atomic:
+            with contextlib.suppress(FileExistsError):  # taken: write whole, as open_write does
+                fh = _create(path, folder, "xb")
         in_place = fh is not None
         target = path if in_place else os.path.join(folder, f".{name}{_TMP_MARK}{uuid.uuid4().hex}")
         if fh is None:
             fh = _create(target, folder, "wb")
-            assert fh is not None
         mine = os.fstat(fh.fileno()) if in_place else None
         try:
             with fh:
