@@ -9,6 +9,9 @@ quality-control table (one partition per subject, ids like ``"0001234"`` kept as
   ``--sleep-ms``, as a source round trip, then a 500-row pandas frame) and writes it with
   ``DataFrame.to_parquet`` to the partition path, as the reference package does ÷ ``bdc.sync``
   with default settings (threads) building the same table (target ≥ 6);
+* ``speedup_vs_sequential_processes``: the same with ``executor="processes"`` (context, not a
+  target: one worker process per core, each running its share of the default threads, so the
+  build's pandas work is spread over one GIL per core instead of queueing for one);
 * ``speedup_vs_sequential_ready_frames``: the same comparison for a build that only waits (sleep,
   then a frame made beforehand): the runner's share of the work alone, without the build's own
   pandas work, which threads in one interpreter cannot spread over cores;
@@ -255,6 +258,12 @@ def main(argv: list[str] | None = None) -> None:
               f"{median([c for _, _, c in runs]):.2f} s CPU); {report.rows} rows, {report.bytes / 1e6:.1f} MB")
         print(f"# bdc.sync split (medians): {phases(runs, 'bench_sleep')}")
         print(f"speedup_vs_sequential: {seq / runner:.2f}")
+        procs = [timed_sync((tmp / f"processes-{i}").as_uri(), "bench_sleep", executor="processes")
+                 for i in range(args.runs)]
+        in_procs = median([s for s, _, _ in procs])
+        print(f"# the same sync with executor='processes' (one process per core, each running its share of "
+              f"the default threads; start-up included): {in_procs:.2f} s (median of {args.runs})")
+        print(f"speedup_vs_sequential_processes: {seq / in_procs:.2f}")
 
         frames.update((sid, partition_frame(sid, args.rows)) for sid in subject_ids(args.partitions))
         ready = [timed_sync((tmp / "ready-0").as_uri(), "bench_ready")]

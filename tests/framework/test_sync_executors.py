@@ -162,3 +162,60 @@ def test_out_of_process_executors_need_a_shared_cache(bdc_cache: Cache) -> None:
     assert "need a shared cache (file:// or s3://), not memory://" in (report.table("sync_sessions").error or "")
     with pytest.raises(BdcError, match="Unknown executor 'nope'"):
         sync(bdc_cache, executor="nope")
+
+
+def _timed_item(item: int) -> tuple[int, int, int, float, float]:
+    """A worker-process item: (item, pid, thread, start, end) after 50 ms; item 13 fails."""
+    import threading
+    import time
+
+    started = time.time()
+    time.sleep(0.05)
+    if item == 13:
+        raise ValueError(f"item {item} is unlucky")
+    return item, os.getpid(), threading.get_ident(), started, time.time()
+
+
+def _dies_on_seven(item: int) -> int:
+    """A worker-process item that kills its process for item 7."""
+    import time
+
+    if item == 7:
+        os._exit(3)
+    time.sleep(0.01)
+    return item
+
+
+def test_process_executor_runs_chunks_on_each_processs_threads() -> None:
+    from bdc.runner.executors import ProcessExecutor
+
+    with ProcessExecutor(workers=2, threads=4) as executor:
+        assert executor.chunk_size(40) == 5  # every process gets several chunks
+        assert executor.chunk_size(10_000) == 32  # at most 8 rounds of a process's threads
+        results = dict(executor.map_unordered(_timed_item, range(40)))
+    assert sorted(results) == list(range(40))
+    assert isinstance(results[13], ValueError) and str(results[13]) == "item 13 is unlucky"
+    done = [r for r in results.values() if not isinstance(r, BaseException)]
+    assert all(results[item][0] == item for item in results if item != 13)  # each result at its position
+    pids = {pid for _, pid, _, _, _ in done}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2
+    # items of one process overlap in time: its threads ran them at once
+    for pid in pids:
+        spans = sorted((start, end) for _, p, _, start, end in done if p == pid)
+        assert any(b[0] < a[1] for a, b in zip(spans, spans[1:])), f"process {pid} ran its items one by one"
+        assert 1 < len({t for _, p, t, _, _ in done if p == pid}) <= 4
+
+
+def test_process_executor_reports_a_dead_worker_for_every_item_it_lost() -> None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    from bdc.runner.executors import ProcessExecutor
+
+    with ProcessExecutor(workers=2, threads=2) as executor:
+        results = dict(executor.map_unordered(_dies_on_seven, range(24)))
+        # the next map (the next table of the run) gets a new pool
+        again = dict(executor.map_unordered(_dies_on_seven, range(8, 16)))
+    assert sorted(results) == list(range(24))  # every item answered, none hangs
+    assert isinstance(results[7], BrokenProcessPool)
+    assert all(results[i] == i for i in results if not isinstance(results[i], BaseException))
+    assert again == {i: i + 8 for i in range(8)}

@@ -9,14 +9,17 @@ write their partitions straight to it.
 from __future__ import annotations
 
 import abc
+import functools
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from bdc.hookspecs import hookimpl
 from bdc.spec import ExecutorSpec
 
-__all__ = ["Executor", "ThreadExecutor", "ProcessExecutor", "DaskExecutor", "default_workers", "bdc_executors"]
+__all__ = ["Executor", "ThreadExecutor", "ProcessExecutor", "DaskExecutor", "default_workers", "run_chunk",
+           "bdc_executors"]
 
 
 def default_workers() -> int:
@@ -179,16 +182,104 @@ class _ThreadMap:
 
 
 class ProcessExecutor(_FuturesExecutor):
-    """A pool of worker processes (spawned, so no thread state is forked)."""
+    """A pool of worker processes (spawned, so no thread state is forked), each running several
+    items at once in its own threads.
 
-    def __init__(self, workers: int | None = None, **options: Any):
+    ``workers`` processes (default: one per core) with ``threads`` threads each (default: the
+    threads executor's :func:`default_workers` shared among them). Each process has its own GIL,
+    so builds whose Python work (making frames, converting them) would queue for one interpreter's
+    GIL spread over the cores, while its threads still overlap the builds' waiting (network, disk).
+
+    Items travel in chunks, a chunk per call into a process (a call per item would cost a
+    round trip through the pool's queues each): each chunk's items run on that process's threads,
+    and its results come back together when the last one is done.
+    """
+
+    #: A chunk holds up to this many rounds of a process's threads (fewer when there are few items,
+    #: so that every process gets several chunks): more rounds, fewer hand-offs; fewer rounds,
+    #: less time with idle threads at a chunk's end and more frequent progress.
+    rounds_per_chunk = 8
+
+    def __init__(self, workers: int | None = None, threads: int | None = None, **options: Any):
         super().__init__(workers or (os.cpu_count() or 1), **options)
+        self.threads = threads or max(1, default_workers() // self.workers)
 
     def _make_pool(self) -> Any:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def chunk_size(self, count: int) -> int:
+        """Items per chunk for a map of ``count`` items."""
+        return max(1, min(self.threads * self.rounds_per_chunk, -(-count // (self.workers * 4))))
+
+    def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[int, Any]]:
+        """Submit the items in chunks; yield ``(position, result)`` as each chunk comes back."""
+        from concurrent.futures import as_completed
+
+        items = list(items)
+        if not items:
+            return
+        size = self.chunk_size(len(items))
+        futures = self._submit_chunks(fn, items, size)
+        try:
+            for future in as_completed(futures):
+                start = futures[future]
+                exc = future.exception()
+                if exc is not None:  # the chunk as a whole failed (a worker died, a result did not pickle)
+                    for k in range(min(size, len(items) - start)):
+                        yield start + k, exc
+                    continue
+                for k, result in enumerate(future.result()):
+                    yield start + k, result
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+    def _submit_chunks(self, fn: Callable[[Any], Any], items: list[Any], size: int) -> dict[Any, int]:
+        """Submit the chunks (to a new pool if a worker of the old one died: that one takes no more)."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        for attempt in (1, 2):
+            if self._pool is None:
+                self._pool = self._make_pool()
+            try:
+                return {self._pool.submit(run_chunk, fn, items[i:i + size], self.threads): i
+                        for i in range(0, len(items), size)}
+            except BrokenProcessPool:
+                if attempt == 2:
+                    raise
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+#: In a worker process of :class:`ProcessExecutor`: its thread pool (made by the first chunk).
+_chunk_pool: Any = None
+_chunk_pool_lock = threading.Lock()
+
+
+def run_chunk(fn: Callable[[Any], Any], items: list[Any], threads: int) -> list[Any]:
+    """In a worker process: ``fn`` over a chunk's items on the process's ``threads`` threads; the
+    results in the items' order, an exception as the item's result."""
+    global _chunk_pool
+    with _chunk_pool_lock:
+        if _chunk_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _chunk_pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bdc-build")
+    if len(items) == 1:
+        return [_call(fn, items[0])]
+    return list(_chunk_pool.map(functools.partial(_call, fn), items))
+
+
+def _call(fn: Callable[[Any], Any], item: Any) -> Any:
+    try:
+        return fn(item)
+    except Exception as exc:  # as a future would hold it: the caller reports it
+        return exc
 
 
 class DaskExecutor(Executor):
