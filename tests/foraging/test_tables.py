@@ -71,8 +71,11 @@ def source_files(db: Any, table: str, sid: str) -> list[Path]:
 
 
 def partition_names(n: int) -> list[str]:
-    """The names of a partition of ``n`` files, in the order of the source files they copy."""
-    return ["data.parquet"] + [f"data-{i:04d}.parquet" for i in range(1, n)]
+    """The names of a partition of ``n`` files, in the order of the source files they copy (which
+    is also their names' sort order: readers listing the folder read rows in source order)."""
+    names = ["data.parquet"] if n == 1 else [f"data-{i:04d}.parquet" for i in range(n)]
+    assert names == sorted(names)
+    return names
 
 
 # ------------------------------------------------------------------------------------------
@@ -161,11 +164,13 @@ def test_subject_ids_stay_strings(source_db, file_cache):
     assert len(lz) == 3 and all(s.startswith("0") for s in lz)
     for name in (TRIALS, EVENTS):
         for sid in lz:
-            path = Path(file_cache.location(name, subject_id=sid))
-            assert path.parent.name == f"subject_id={sid}"
-            table = pq.read_table(path)
-            assert table.schema.field("subject_id").type == pa.string()
-            assert set(table.column("subject_id").to_pylist()) == {sid}
+            where = file_cache.location(name, subject_id=sid)  # the file, or the folder of several
+            files = sorted(Path(where).glob("*.parquet")) if where.endswith("/") else [Path(where)]
+            assert files and all(f.parent.name == f"subject_id={sid}" for f in files)
+            for path in files:
+                table = pq.read_table(path)
+                assert table.schema.field("subject_id").type == pa.string()
+                assert set(table.column("subject_id").to_pylist()) == {sid}
     # DuckDB would type the hive folder values as BIGINT; bdc reads them as declared: text
     everything = file_cache.get("df_trials", columns=["subject_id"])
     assert set(everything["subject_id"]) == set(source_db.subject_ids)
@@ -268,13 +273,21 @@ def test_session_subjects_come_from_the_session_build(source_db, file_cache):
 
 
 def test_subject_without_source_files(source_db, file_cache):
-    victim = source_db.subject_ids[0]
+    victim, other = source_db.subject_ids[0], source_db.subject_ids[1]
     shutil.rmtree(Path(source_db.root) / "event_table" / f"subject_id={victim}")
+    shutil.rmtree(Path(source_db.root) / "trial_table" / f"subject_id={other}")
     report = sync(file_cache)
     assert report.table(EVENTS).counters["subjects_without_source_files"] == 1
+    assert report.table(TRIALS).counters["subjects_without_source_files"] == 1
     empty = file_cache.get("df_events", subject_id=victim)
     assert empty.empty and list(empty.columns) == list(gen.EVENT_COLUMNS)
-    assert len(file_cache.get("df_trials", subject_id=victim)) == source_db.trials_per_subject[victim]
+    trials = file_cache.get("df_trials", subject_id=victim)
+    assert len(trials) == source_db.trials_per_subject[victim]
+    # an empty partition has the columns of the table's source files, in their order (all of
+    # them, not only the declared ones), so it reads like the others
+    no_trials = file_cache.get("df_trials", subject_id=other)
+    assert no_trials.empty and list(no_trials.columns) == list(trials.columns)
+    assert len(trials.columns) > len(file_cache.spec("df_trials").columns)
     assert built(sync(file_cache)) == {TRIALS: (0, 0), EVENTS: (0, 0)}  # stable until files appear
 
 
@@ -407,7 +420,7 @@ def test_framework_streams_partitions_with_extra_columns(bdc_cache):
     assert stats["rows"] == 3
     path = bdc_cache.layout.partition_key(spec, "0012")
     table = pq.read_table(pa.BufferReader(bdc_cache.backend.read_bytes(path)))
-    assert table.column_names == ["subject_id", "x", "extra"]
+    assert table.column_names == ["x", "extra", "subject_id"]  # the build's order, the key it left out last
     assert table.column("x").to_pylist() == [1, 2, 3]
     assert table.column("subject_id").to_pylist() == ["0012"] * 3
 

@@ -224,10 +224,26 @@ def test_conform_and_encoded_bytes_match_the_reference(label: str) -> None:
     assert payload.to_pybytes() == frames.encode_parquet(expected).to_pybytes()
 
 
-def test_extra_columns_kept_after_the_declared_ones() -> None:
+def test_extra_columns_kept_in_the_builds_order_with_the_declared_ones_cast_in_place() -> None:
     spec = _qc_spec(extra_columns=True)
-    data = _qc_frame().assign(zz=1.5, aa="x")
-    _same(frames.conform(spec, data, "0001234"), reference_conform(spec, _qc_frame().assign(zz=1.5, aa="x"), "0001234"))
+    data = _qc_frame().assign(zz=1.5, aa="x").astype({"n": "int32"})
+    order = ["zz", "value", "n", "aa", "subject_id", "evaluated_at", "passed", "name"]
+    got = frames.conform(spec, data[order], "0001234")
+    assert got.column_names == order  # a mirror keeps its source's column order
+    expected = reference_conform(spec, _qc_frame().assign(zz=1.5, aa="x"), "0001234")
+    _same(got.select(expected.column_names), expected)  # the same columns, types and values
+    assert got.schema.field("n").type == pa.int64()
+    # without extras, the declared order
+    assert frames.conform(_qc_spec(extra_columns=True), _qc_frame()[order[1:3] + order[4:]],
+                          "0001234").column_names == expected.column_names[:6]
+
+
+def test_a_column_name_twice_is_refused() -> None:
+    table = pa.Table.from_arrays([pa.array(["0001234"]), pa.array([1.0]), pa.array([2.0])],
+                                 names=["subject_id", "zz", "zz"])
+    for spec in (_qc_spec(extra_columns=True), _qc_spec()):
+        with pytest.raises(SchemaMismatchError, match="column name more than once: zz"):
+            frames.conform(spec, table, "0001234")
 
 
 @pytest.mark.parametrize("data", [

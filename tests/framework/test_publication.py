@@ -253,17 +253,21 @@ def test_conforming_files_are_copied_as_they_are_and_others_rewritten(
     spec = cache.spec("pub_files")
     stored = cache.partition_files(spec)
     assert {v: [i.key.rsplit("/", 1)[1] for i in infos] for v, infos in stored.items()} == {
-        "0001": ["data-0001.parquet", "data-0002.parquet", "data.parquet"],
+        "0001": ["data-0000.parquet", "data-0001.parquet", "data-0002.parquet"],
         "0002": ["data.parquet"], "0003": ["data.parquet"]}
     # copied byte for byte, in order
     keys = cache.layout.partition_keys(spec, "0001", 3)
     assert [cache.backend.read_bytes(k) for k in keys] == [Path(p).read_bytes() for p in source.files["0001"]]
     # the int32 subject was rewritten with the declared type
-    rewritten = pq.read_table(pa.BufferReader(cache.backend.read_bytes(keys[0].replace("0001", "0003"))))
+    rewritten = pq.read_table(pa.BufferReader(cache.backend.read_bytes(cache.layout.partition_key(spec, "0003"))))
     assert rewritten.schema.field("n").type == pa.int64()
     got = cache.get("pub_files")
     assert len(got) == 12 and sorted(set(got["sid"])) == ["0001", "0002", "0003"]
-    assert len(cache.get("pub_files", sid="0001")) == 6
+    # a partition of several files reads back in the source files' order (their names sort so)
+    assert list(cache.get("pub_files", sid="0001")["n"]) == [0, 1, 10, 11, 20, 21]
+    # its location is its folder; a partition of one file, that file
+    assert cache.location("pub_files", sid="0001") == cache.backend.uri(cache.layout.partition_prefix(spec, "0001"))
+    assert cache.location("pub_files", sid="0002").endswith("sid=0002/data.parquet")
 
     # the source coalesces 0001's three files into one: the partition ends with exactly that file
     for p in source.files["0001"]:

@@ -75,6 +75,20 @@ def test_republishing_keeps_the_entry_position(bdc_cache: Any) -> None:
     assert entries[0]["build"] == {"rows": 1, "bytes": entries[0]["build"]["bytes"], "files": 1, "note": "again"}
 
 
+def test_new_entries_take_the_catalogs_order_whatever_finished_first(bdc_cache: Any) -> None:
+    from bdc.catalog import get_catalog
+
+    names = [n for n in get_catalog().names() if n in ("assets", "events")]
+    assert len(names) == 2
+    bdc_cache.put(names[1], typed_rows())  # the later table is published first
+    bdc_cache.put(names[0], typed_rows())
+    assert [e["name"] for e in bdc_cache.registry()["tables"]] == names
+    # an entry of a table no plugin declares (any more) keeps its place; new ones go before it
+    bdc_cache._update_registry(lambda tables: tables.insert(1, {"name": "gone_table"}))
+    bdc_cache.put(names[0], typed_rows())
+    assert [e["name"] for e in bdc_cache.registry()["tables"]] == [names[0], "gone_table", names[1]]
+
+
 def test_user_duckdb_reads_the_same_rows_as_bdc_get(bdc_file_cache: Any) -> None:
     """DuckDB pointed at a registry location, with hive partitioning, reads what bdc.get reads."""
     import duckdb

@@ -56,7 +56,8 @@ class ParquetFiles:
     When every file already holds the table's declared columns with their declared types, and
     the partition key as text equal to the partition value in every row group (read from the
     footers, nothing else), the runner copies the files' bytes as they are: the partition then
-    has one published file per source file (``data.pqt``, ``data-0001.pqt``, …). Otherwise it
+    has one published file per source file (``data.pqt`` alone, else ``data-0000.pqt``,
+    ``data-0001.pqt``, … in their order). Otherwise it
     writes ``rewrite`` (any data a build may return: a table, a stream of record batches…) or,
     without one, the files read and unioned by name, as one conformed file.
 

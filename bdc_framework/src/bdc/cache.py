@@ -311,7 +311,8 @@ class Cache:
         return _registry_identity(self.backend, self.layout)
 
     def location(self, name: str, **partition: Any) -> str:
-        """The URI of a table's parquet file, folder, or one partition (``subject_id=...``)."""
+        """The URI of a table's parquet file, folder, or one partition (``subject_id=...``): the
+        partition's file, or its folder (ending with ``/``) when it is published as several files."""
         spec = self.spec(name)
         if not partition:
             return self.backend.uri(self.layout.location_key(spec))
@@ -320,7 +321,15 @@ class Cache:
                 f"Table {spec.name!r} is " + (f"partitioned by {spec.partition_key!r}" if spec.partitioned else "not partitioned")
                 + f"; got {', '.join(partition)}"
             )
-        return self.backend.uri(self.layout.partition_key(spec, partition[spec.partition_key]))
+        value = partition[spec.partition_key]
+        prefix = self.layout.partition_prefix(spec, value)
+        files = (self.registry_entry(spec.name) or {}).get("files")
+        if isinstance(files, list):
+            inside = self.layout.version_folder + "/"
+            mine = [f for f in files if isinstance(f, dict) and (inside + str(f.get("path", ""))).startswith(prefix)]
+            if len(mine) > 1:
+                return self.backend.uri(prefix)
+        return self.backend.uri(self.layout.partition_key(spec, value))
 
     def sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None, *, arrow: bool = False) -> Any:
         """Run SQL where every installed table (and alias, and custom table) is a view.
@@ -593,8 +602,17 @@ class Cache:
                                files=self.published_files(spec, leaving=leaving, run_id=run_id))
 
         def put(tables: list[dict[str, Any]]) -> None:
-            position = next((i for i, e in enumerate(tables) if e.get("name") == spec.name), len(tables))
-            tables[position:position + 1] = [entry]
+            position = next((i for i, e in enumerate(tables) if e.get("name") == spec.name), None)
+            if position is not None:
+                tables[position] = entry
+                return
+            # a new entry goes where the catalog lists the table (plugins' declaration order), not
+            # where its build happened to finish: the same registry whatever ran first
+            order = {name: i for i, name in enumerate(get_catalog().names())}
+            rank = order.get(spec.name, len(order))
+            position = next((i for i, e in enumerate(tables) if order.get(e.get("name"), len(order)) > rank),
+                            len(tables))
+            tables.insert(position, entry)
 
         self._update_registry(put)
         return entry

@@ -181,8 +181,12 @@ def _declared_of(spec: TableSpec) -> _Declared:
 def conform(spec: TableSpec, data: Any, partition_value: str | None = None) -> Any:
     """Check and cast a build result to the spec's schema; returns a ``pyarrow.Table``.
 
+    The result has the declared columns in the declared order, or, for a spec that keeps
+    undeclared columns (``extra_columns``) and got some, every column in the build's order (the
+    declared ones cast where they stand): a mirror keeps its source's column order.
+
     For a partition, the partition column is set to ``partition_value`` (as text) when the build
-    left it out, and checked when it is present.
+    left it out (appended last), and checked when it is present.
     """
     import pyarrow as pa
 
@@ -193,6 +197,9 @@ def conform(spec: TableSpec, data: Any, partition_value: str | None = None) -> A
     if table.num_columns == 0:
         table = declared.schema.empty_table()
     present = table.column_names
+    if len(set(present)) != len(present):
+        twice = sorted({c for c in present if present.count(c) > 1})
+        raise SchemaMismatchError(f"{_who(spec)} returned a column name more than once: {', '.join(twice)}")
     check_key = spec.partitioned and partition_value is not None
     if check_key and spec.partition_key not in present:
         column = pa.repeat(pa.scalar(partition_value, pa.string()), table.num_rows)
@@ -207,13 +214,21 @@ def conform(spec: TableSpec, data: Any, partition_value: str | None = None) -> A
         raise SchemaMismatchError(f"{_who(spec)} returned undeclared columns: {', '.join(extra)}")
     if not extra and present == declared.names and table.schema.equals(declared.schema, check_metadata=True):
         out = table  # already the declared columns, types and order, without metadata
+    elif extra:  # a table that keeps undeclared columns keeps the build's column order too
+        targets = dict(zip(declared.names, declared.types))
+        arrays, fields = [], []
+        for i, name in enumerate(present):
+            target = targets.get(name)
+            if target is None:
+                arrays.append(table.column(i))
+                fields.append(table.schema.field(i))
+            else:
+                arrays.append(_cast(spec, name, table.column(i), target))
+                fields.append(pa.field(name, target))
+        out = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
     else:
         arrays = [_cast(spec, name, table.column(name), target) for name, target in zip(declared.names, declared.types)]
-        schema = declared.schema
-        if extra:
-            arrays.extend(table.column(name) for name in extra)
-            schema = pa.schema([*schema, *(table.schema.field(name) for name in extra)])
-        out = pa.Table.from_arrays(arrays, schema=schema)
+        out = pa.Table.from_arrays(arrays, schema=declared.schema)
     if check_key and out.num_rows:
         _check_key(spec, out.column(spec.partition_key), partition_value)
     return out

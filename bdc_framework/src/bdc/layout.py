@@ -7,7 +7,7 @@
     {root}/bdc-v{MAJOR.MINOR}/{table}.pqt               an unpartitioned table
     {root}/bdc-v{MAJOR.MINOR}/{table}.json              its column sidecar
     {root}/bdc-v{MAJOR.MINOR}/{table}/{key}={value}/data.pqt   a partition (its ``file_name``)
-    {root}/bdc-v{MAJOR.MINOR}/{table}/{key}={value}/data-0001.pqt   … a partition of several files
+    {root}/bdc-v{MAJOR.MINOR}/{table}/{key}={value}/data-0000.pqt   … a partition of several files
     {root}/bdc-v{MAJOR.MINOR}/_staging/{run_id}/{table}/~0c/{key}={value}%2Fdata.pqt   a sync's
                                                         new files, before they are promoted (no folder
                                                         per partition: 16 folders per table)
@@ -87,13 +87,16 @@ class Layout:
         return self.partition_prefix(spec, value) + spec.file_name
 
     def partition_keys(self, spec: TableSpec, value: str, count: int) -> list[str]:
-        """The ``count`` objects of one partition: ``data.pqt`` alone, or ``data.pqt``,
-        ``data-0001.pqt``, ``data-0002.pqt``… (the spec's ``file_name`` numbered)."""
+        """The ``count`` objects of one partition: ``data.pqt`` alone, or ``data-0000.pqt``,
+        ``data-0001.pqt``, … (the spec's ``file_name`` numbered from 0, so that the names sort in
+        the files' order: readers that list a folder read its rows in that order)."""
         prefix = self.partition_prefix(spec, value)
+        if count <= 1:
+            return [prefix + spec.file_name]
         stem, dot, ext = spec.file_name.rpartition(".")
         if not dot:
             stem, ext = spec.file_name, ""
-        return [prefix + (spec.file_name if i == 0 else f"{stem}-{i:04d}{dot}{ext}") for i in range(max(1, count))]
+        return [prefix + f"{stem}-{i:04d}{dot}{ext}" for i in range(count)]
 
     def is_partition_file(self, spec: TableSpec, name: str) -> bool:
         """Whether ``name`` (a file name in a partition folder) is one of the partition's files."""
@@ -102,7 +105,7 @@ class Layout:
         stem, dot, ext = spec.file_name.rpartition(".")
         if not dot:
             stem, ext = spec.file_name, ""
-        return re.fullmatch(re.escape(stem) + r"-\d{4}" + re.escape(dot + ext), name) is not None
+        return re.fullmatch(re.escape(stem) + r"-\d{4,}" + re.escape(dot + ext), name) is not None
 
     def partition_value(self, spec: TableSpec, key: str) -> str | None:
         """The partition value a key belongs to (``None`` if the key is not a partition file)."""

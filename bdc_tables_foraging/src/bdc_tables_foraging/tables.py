@@ -10,11 +10,12 @@
   subject's files as :class:`bdc.ParquetFiles`: the framework copies them byte for byte when their
   footers show they already are what the table publishes, else writes the streaming
   :class:`~bdc_tables_foraging.source.PartitionReader` (files unioned by name) as one file.
-  Partition files are named ``data.parquet`` (``data-0001.parquet``, … when copied from several
-  files), so upstream's helpers (which list ``subject_id=*/*.parquet``) read bdc's folders as they
-  read the source. A subject without source files gets an empty partition. A partition build
-  takes the subject's files from the listing its fingerprint came from (each table is listed once
-  per sync run), so what it publishes is what was fingerprinted.
+  Partition files are named ``data.parquet`` (``data-0000.parquet``, ``data-0001.parquet``, … when
+  copied from several files, in their order), so upstream's helpers (which list
+  ``subject_id=*/*.parquet``) read bdc's folders as they read the source. A subject without source
+  files gets an empty partition, with the columns of the table's first source file. A partition
+  build takes the subject's files from the listing its fingerprint came from (each table is listed
+  once per sync run), so what it publishes is what was fingerprinted.
 
 Build functions are module-level (picklable for the process and Dask executors).
 """
@@ -167,9 +168,35 @@ def _build_partition(ctx: Any, table: str, subject_id: str) -> Any:
         reader = ctx.call(source.partition, table, subject_id)
     if not reader.paths:
         ctx.count("subjects_without_source_files")
-        return ctx.spec.arrow_schema().empty_table()
+        return _empty_partition(ctx, source, table, known[1] if known is not None else None)
     ctx.count("source_files", len(reader.paths))
     return ParquetFiles(reader.paths, reader.filesystem, rewrite=reader)
+
+
+#: (run id, database root, table) → the schema of the table's first source file (for empty partitions).
+_schemas: dict[tuple[str, str, str], Any] = {}
+
+
+def _empty_partition(ctx: Any, source: ForagingSource, table: str, listing: dict[str, list[Any]] | None) -> Any:
+    """The partition of a subject without source files: no rows, with the columns (and column
+    order) of the table's first source file, so that it reads like the others (a glob over the
+    table's folders, upstream's helpers); the declared columns alone when the run has no listing
+    or the table no file."""
+    first = min((files[0].path for files in (listing or {}).values() if files), default=None)
+    if first is None or not ctx.run_id:
+        return ctx.spec.arrow_schema().empty_table()
+    key = (ctx.run_id, source.base, table)
+    with _listings_lock:
+        schema = _schemas.get(key)
+    if schema is None:
+        from bdc_tables_foraging.source import PartitionReader
+
+        schema = ctx.call(lambda: PartitionReader(source.filesystem, [first], "").schema)
+        with _listings_lock:
+            while len(_schemas) >= _LISTINGS_KEPT:
+                del _schemas[next(iter(_schemas))]
+            _schemas[key] = schema
+    return schema.empty_table()
 
 
 def trial_partitions(ctx: Any) -> dict[str, str]:
