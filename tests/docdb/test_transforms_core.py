@@ -499,6 +499,43 @@ def test_join_basics_on_id_and_duplicate_names():
     assert to_arrow(empty, pq.COLUMNS).schema == arrow_schema(pq.COLUMNS)
 
 
+def test_join_basics_keeps_empty_basics_values(rec):
+    """§2.8 step 4 / §1.5: a matched row carries basics' values as they are, so a missing
+    instrument id stays ``""`` (never null) in platform_qc, like asset_basics has it."""
+    record = rec("fiber_example3")
+    record["acquisition"]["instrument_id"] = None
+    basics = ab.basics_table(ab.finalize_basics([ab.basics_row(record)])).to_pandas()
+    assert basics["instrument_id_normalized"].iloc[0] == ""
+    problems: list[str] = []
+    df = pq.join_basics(pq.platform_qc_rows(record, "fib"), basics, problems)
+    assert len(df) == 15
+    assert list(df["instrument_id_normalized"]) == [""] * 15
+    assert all(list(x) == ["Olivia Unokesan"] for x in df["experimenters_normalized"])
+    assert df["acquisition_start_time"].iloc[0] == "2026-04-16T19:38:24.983132Z"
+    assert to_arrow(df, pq.COLUMNS).column("instrument_id_normalized").null_count == 0
+
+    # Empty strings in basics (and an empty asset name) pass through too; "" is no timestamp and
+    # is not reported as unparseable. Unmatched rows still get nulls (left join).
+    basics = pd.DataFrame({
+        "_id": ["id1"], "name": ["a1"], "_last_modified": ["2025-01-01T00:00:00Z"],
+        "acquisition_start_time": [""], "instrument_id_normalized": [""], "experimenters_normalized": [[]],
+    })
+    rows = [{"asset_id": "id1", "asset_name": "", "tag": "fib", "status": "Fail"},
+            {"asset_id": "nope", "asset_name": "zz", "tag": "fib", "status": "Pass"}]
+    df = pq.join_basics(rows, basics, problems)
+    first = df.iloc[0]
+    assert (first["asset_name"], first["instrument_id_normalized"], first["acquisition_start_time"]) == ("", "", "")
+    assert pd.isna(first["timestamp"]) and problems == []
+    assert pd.isna(df["instrument_id_normalized"].iloc[1]) and pd.isna(df["acquisition_start_time"].iloc[1])
+
+
+def test_platform_qc_rows_keep_empty_asset_name(rec):
+    record = rec("fiber_example3")
+    record["name"] = ""
+    rows = pq.platform_qc_rows(record, "fib")
+    assert len(rows) == 15 and {r["asset_name"] for r in rows} == {""}
+
+
 # ---------------------------------------------------------------- raw_to_derived (§2.6)
 
 

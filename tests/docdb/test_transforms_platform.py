@@ -344,21 +344,22 @@ def test_time_to_qc_parses_before_max_and_duration() -> None:
         ["2024-01-01T16:30:00Z", "2024-01-01 10:00:00-07:00", "garbage"],
         {"x": "Pass", "Processing": "Fail"},
         [
-            {"start_date_time": "2024-01-01T14:00:00Z", "end_date_time": "2024-01-01T15:00:00Z"},
-            {"start_date_time": "2024-01-01 06:00:00-08:00", "end_date_time": None},  # 14:00Z: not the latest
+            {"start_date_time": "2024-01-01T14:00:00Z", "end_date_time": "2024-01-01T20:00:00Z"},  # later, not last
+            {"start_date_time": "2024-01-01 06:00:00-08:00", "end_date_time": "2024-01-01 07:00:00-08:00"},  # 15:00Z
         ],
     )
     row = ttq.time_to_qc_row(record)
     assert row["qc_pending"] is False
     assert row["qc_time"] == pd.Timestamp("2024-01-01T17:00:00Z")
-    assert row["process_end_time"] == "2024-01-01T15:00:00Z"
+    assert row["process_end_time"] == "2024-01-01 07:00:00-08:00"  # §2.15: the last process, verbatim
+    assert row["process_end_time_utc"] == pd.Timestamp("2024-01-01T15:00:00Z")
     assert row["qc_duration_hours"] == pytest.approx(2.0)
 
 
 def test_time_to_qc_edge_cases() -> None:
-    only_start = _qc_record("qc_b", ["2024-01-01T00:00:00Z"], None, [{"start_date_time": "2023-12-31 23:00:00+00:00", "end_date_time": None}])
+    only_start = _qc_record("qc_b", ["2024-01-01T00:00:00Z"], None, [{"start_date_time": "2023-12-31 23:00:00+00:00"}])
     row = ttq.time_to_qc_row(only_start)
-    assert row["process_end_time"] == "2023-12-31 23:00:00+00:00"  # verbatim, start as fallback
+    assert row["process_end_time"] == "2023-12-31 23:00:00+00:00"  # verbatim, start as fallback (no end key)
     assert row["qc_duration_hours"] == pytest.approx(1.0)
     pending_by_metric = _qc_record("qc_c", [], None, None)
     pending_by_metric["quality_control"]["metrics"].append({"status_history": [{"status": "Pending", "timestamp": "2024-01-01T00:00:00Z"}]})
@@ -373,6 +374,34 @@ def test_time_to_qc_edge_cases() -> None:
     assert ttq.select_time_to_qc_assets(frame) == ["d1"]
     types = dict((c, t) for c, t, _ in ttq.COLUMNS)
     assert types["qc_time"] == types["process_end_time_utc"] == "timestamp[us, tz=UTC]"
+
+
+def test_time_to_qc_process_end_time_last_element_end_key_present(records: dict[str, dict]) -> None:
+    """§2.15: the **last** process's ``end_date_time`` when that key is present, even when null;
+    its ``start_date_time`` only when the key is absent."""
+    record = copy.deepcopy(records["v2_raw"])  # two processes; the first one's end is the earlier
+    record["quality_control"] = copy.deepcopy(records["v2_derived"]["quality_control"])
+    processes = record["processing"]["data_processes"]
+    assert ttq.process_end_time(record)[0] == "2026-02-14T12:30:37Z"
+    processes[-1]["end_date_time"] = None  # present but null: null, no fallback to the start time
+    row = ttq.time_to_qc_row(record)
+    assert row["process_end_time"] is None and row["process_end_time_utc"] is None
+    assert row["qc_duration_hours"] is None
+    del processes[-1]["end_date_time"]  # absent: the start time
+    assert ttq.process_end_time(record) == ("2026-02-14T02:24:52Z", pd.Timestamp("2026-02-14T02:24:52Z"))
+    # the last element, not the latest process (the first one ends later here)
+    processes[0]["end_date_time"] = "2030-01-01T00:00:00Z"
+    assert ttq.process_end_time(record)[0] == "2026-02-14T02:24:52Z"
+    processes[-1]["end_date_time"] = ""  # verbatim, "" included; it parses to nothing
+    assert ttq.process_end_time(record) == ("", None)
+    # null-safe: a last element that is not a dict has neither key; no list means no processes
+    processes.append("junk")
+    assert ttq.process_end_time(record) == (None, None)
+    for value in (None, {"end_date_time": "2024-01-01T00:00:00Z"}, "x", []):
+        record["processing"]["data_processes"] = value
+        assert ttq.process_end_time(record) == (None, None)
+    record["processing"] = None
+    assert ttq.process_end_time(record) == (None, None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -506,13 +535,42 @@ def test_metadata_upgrade_groups_versions_and_keeps_history() -> None:
     assert (a["1.9.0"], a["1.10.0"], a["1.0.0"]) == ("success", None, "failed")
     assert (b["1.10.0"], b["1.9.0"]) == ("failed", None)
     assert (c["1.10.0"], c["1.9.0"], c["upgrader_version"], c["status"]) == ("success", "failed", "1.10.0", "success")
-    # names: basics for successes, v1 for failures / unknown v2 ids, previous as last resort
+    # names: basics for successes, v1 for failures / unknown v2 ids, never the previous table (§2.10)
     assert (a["name"], a["project_name"], a["data_level"]) == ("asset-a", "PA", "raw")
     assert (b["name"], b["project_name"]) == ("v1name-b", "PB")
     assert (e["name"], e["project_name"]) == ("v1name-e", None)
-    # D9: history-only id kept with its old column and descriptive fields
-    assert (d["1.0.0"], d["name"], d["project_name"], d["status"]) == ("success", "old-d", "P-old", None)
+    # D9: history-only id kept with its old column; its descriptive fields come from v1 only (none here)
+    assert (d["1.0.0"], d["name"], d["project_name"], d["data_level"], d["status"]) == ("success", None, None, None, None)
     assert sorted(sum(calls, [])) == ["v1-b", "v1-d", "v1-e"]
+
+
+def test_metadata_upgrade_failed_row_does_not_keep_previous_names() -> None:
+    """§2.10 steps 4–6: name/project_name/data_level are dropped from the previous table, so an id
+    that was a success in run 1 and fails in run 2 without a v1 record gets nulls, not run 1's v2
+    name; an id only in the history gets v1's values (or nulls), never the old ones."""
+    basics_df = pd.DataFrame([{"_id": "v2-a", "name": "asset-a", "project_name": "PA", "data_level": "raw"}])
+    v1 = {"v1-c": {"_id": "v1-c", "name": "v1name-c", "data_description": {"project_name": "PC1", "data_level": "raw"}}}
+
+    def v1_lookup(ids: list[str]) -> list[dict]:
+        return [v1[i] for i in ids if i in v1]
+
+    run1 = mu.upgrade_table(
+        _status([("v1-a", "v2-a", "1.0", "success", None, "2024-01-01T00:00:00Z"),
+                 ("v1-b", "v2-a", "1.0", "success", None, "2024-01-01T00:00:00Z"),
+                 ("v1-c", None, "1.0", "failed", None, "2024-01-01T00:00:00Z")]),
+        None, basics_df, v1_lookup,
+    )
+    assert list(run1["name"]) == ["asset-a", "asset-a", "v1name-c"]
+    v1["v1-c"] = {"_id": "v1-c", "name": "v1name-c", "data_description": {"project_name": "PC2", "data_level": None}}
+    run2 = mu.upgrade_table(
+        _status([("v1-a", None, "1.1", "failed", None, "2024-02-01T00:00:00Z")]),  # v1-b, v1-c: history only
+        run1, basics_df, v1_lookup,
+    )
+    rows = {r["_id"]: r for r in plain_rows(run2)}
+    assert (rows["v1-a"]["name"], rows["v1-a"]["project_name"], rows["v1-a"]["data_level"]) == (None, None, None)
+    assert (rows["v1-a"]["1.0"], rows["v1-a"]["1.1"], rows["v1-a"]["v2_id"]) == ("success", "failed", None)
+    assert (rows["v1-b"]["name"], rows["v1-b"]["project_name"], rows["v1-b"]["1.0"]) == (None, None, "success")
+    assert (rows["v1-c"]["name"], rows["v1-c"]["project_name"], rows["v1-c"]["data_level"]) == ("v1name-c", "PC2", None)
 
 
 def test_metadata_upgrade_missing_inputs_and_failures() -> None:

@@ -15,13 +15,18 @@ Fixes of the reference:
   column cell by cell (this run's value wins where the id has a row for that version, older
   values stay elsewhere), so an id that moved to a newer upgrader keeps its older result.
 
+``name``/``project_name``/``data_level`` follow §2.10 steps 4–6: they are never carried over from
+the previous table (step 4 drops them with the other base columns, keeping only ``_id`` and the
+version columns). Successful upgrades take them from asset_basics (joined on ``_id = v2_id``);
+failed upgrades and ids known only from history take them from DocDB v1 only, so a row with no v1
+record gets nulls even if an earlier run had names for it (e.g. from a then-successful v2 asset).
+
 Judgment calls:
 - Duplicate ``v1_id`` rows: the row with the latest ``upgrade_datetime`` supplies the base columns
   (ties: the later row); per (id, version) likewise.
-- ``name``/``project_name``/``data_level`` come from asset_basics (joined on ``_id = v2_id``) for
-  successful upgrades; from DocDB v1 for failed upgrades, ids known only from history, and
-  successful ones whose v2 record is not in asset_basics; and finally from the previous table when
-  v1 has nothing. A ``v1_lookup`` failure raises (never a silently emptied table, D9).
+- A successful upgrade whose v2 record is not in asset_basics is looked up in DocDB v1 like a
+  failed one (rather than left null). A ``v1_lookup`` failure raises (never a silently emptied
+  table, D9).
 - No usable status table (``None``, empty, or lacking ``v1_id``/``upgrader_version``): the
   previous table is returned unchanged (conformed to strings) so history is not lost; without a
   previous table, an empty frame with the base schema.
@@ -218,7 +223,7 @@ def upgrade_table(
         else:
             need_v1.append(vid)
 
-    # Failed upgrades and history-only ids: DocDB v1, then the previous table as a fallback.
+    # Failed upgrades and history-only ids: DocDB v1 only (§2.10 step 6; no previous-table fallback).
     found: dict[str, Mapping[str, Any]] = {}
     for start in range(0, len(need_v1), V1_BATCH_SIZE):
         for record in v1_lookup(need_v1[start : start + V1_BATCH_SIZE]) or []:
@@ -226,13 +231,9 @@ def upgrade_table(
             if rid is not None:
                 found.setdefault(rid, record)
     for vid in need_v1:
-        row, record, previous = rows[vid], found.get(vid), prev_rows.get(vid, {})
-        values = {
-            "name": as_str(get_path(record, "name")),
-            "project_name": as_str(get_path(record, "data_description.project_name")),
-            "data_level": as_str(get_path(record, "data_description.data_level")),
-        }
-        for column, value in values.items():
-            row[column] = value if value is not None else previous.get(column)
+        row, record = rows[vid], found.get(vid)
+        row["name"] = as_str(get_path(record, "name"))
+        row["project_name"] = as_str(get_path(record, "data_description.project_name"))
+        row["data_level"] = as_str(get_path(record, "data_description.data_level"))
 
     return frame_from_rows([rows[i] for i in ids], columns_for(all_versions))

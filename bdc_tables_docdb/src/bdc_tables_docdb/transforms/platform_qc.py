@@ -167,7 +167,8 @@ def platform_qc_rows(record: Mapping[str, Any], platform: str | Platform) -> lis
     if not isinstance(status, dict) or not status:
         return []
     keys_to_modalities = tag_modality_map(record)
-    asset_name = text(get_path(record, "name"))
+    name = get_path(record, "name")
+    asset_name = clean_text(name) if isinstance(name, str) else text(name)  # "" kept, as in the reference
     asset_id = text(get_path(record, "_id"))
     rows = []
     for key, value in status.items():
@@ -188,6 +189,11 @@ def _column(df: pd.DataFrame, name: str) -> list[Any]:
     return list(df[name]) if name in df.columns else [None] * len(df)
 
 
+def _cell(value: Any) -> str | None:
+    """A string cell passed through as it is (``""`` stays ``""``); missing values → ``None``."""
+    return value if isinstance(value, str) else text(value)
+
+
 def _newer(a: Any, b: Any) -> bool:
     """Whether ``_last_modified`` ``a`` is newer than ``b`` (parsed; text as tie-break)."""
     ta, tb = to_utc(a), to_utc(b)
@@ -206,8 +212,12 @@ def join_basics(
     Each row joins on ``asset_id = basics._id`` (D21). A row without an ``asset_id`` found in
     basics falls back to ``asset_name = basics.name``; if that name is duplicated in basics,
     the row with the newest ``_last_modified`` wins and the duplicate is noted in ``problems``.
-    Unmatched rows keep nulls (``experimenters_normalized`` → ``[]``). ``timestamp`` is basics'
-    ``acquisition_start_time`` parsed to UTC (D18); the verbatim text is kept alongside.
+    A matched row carries basics' values as they are (§2.8 step 4): ``instrument_id_normalized``
+    stays ``""`` when basics has ``""`` (§1.5, §2.4: never null), and so do an empty
+    ``acquisition_start_time`` and the row's own empty ``asset_name``. Unmatched rows keep nulls
+    (``experimenters_normalized`` → ``[]``). ``timestamp`` is basics' ``acquisition_start_time``
+    parsed to UTC (D18), null when that text is empty or unparseable (only non-empty unparseable
+    text is noted in ``problems``); the verbatim text is kept alongside.
     """
     ids = _column(basics_df, "_id")
     names = _column(basics_df, "name")
@@ -232,15 +242,15 @@ def join_basics(
 
     out = []
     for row in rows:
-        asset_id, asset_name = text(row.get("asset_id")), text(row.get("asset_name"))
+        asset_id, asset_name = text(row.get("asset_id")), _cell(row.get("asset_name"))
         index = by_id.get(asset_id) if asset_id is not None else None
-        if index is None and asset_name is not None:
+        if index is None and asset_name:
             index = by_name.get(asset_name)
             if index is not None and asset_name in duplicated:
                 note(problems, {"_id": asset_id, "name": asset_name},
                      f"asset name {asset_name!r} is not unique in asset_basics; joined the newest")
-        start = text(starts[index]) if index is not None else None
-        if start is not None and parse_timestamp(start) is None:
+        start = _cell(starts[index]) if index is not None else None
+        if start and parse_timestamp(start) is None:
             note(problems, {"_id": asset_id, "name": asset_name}, f"unparseable acquisition_start_time {start!r}")
         out.append(
             {
@@ -248,7 +258,7 @@ def join_basics(
                 "tag": row.get("tag"),
                 "status": row.get("status"),
                 "timestamp": to_utc(start),
-                "instrument_id_normalized": text(instruments[index]) if index is not None else None,
+                "instrument_id_normalized": _cell(instruments[index]) if index is not None else None,
                 "experimenters_normalized": cell_list(experimenters[index]) if index is not None else [],
                 "acquisition_start_time": start,
                 "asset_id": asset_id,

@@ -10,12 +10,14 @@ Wanted behaviour (§4):
   (the reference stored the build time, which changed every run).
 - D8: timestamps are parsed (any ISO variant/offset) and compared in UTC, never as strings.
 
+``process_end_time`` follows §2.15 exactly: from the **last** element of
+``processing.data_processes``, its ``end_date_time`` when that key is present (even when null, which
+gives null), otherwise its ``start_date_time``; the string is kept verbatim (``""`` included) and is
+null when there are no processes. Null-safe (D5): a non-list ``data_processes`` counts as no
+processes, and a last element that is not a dict has neither key, so it gives null.
+``process_end_time_utc`` is that text parsed to UTC (null when null or unparseable).
+
 Judgment calls (documented):
-- ``process_end_time`` comes from the *latest* data process (greatest parsed end time, falling back
-  to its start time when the end is missing **or null** — missing and null are treated alike),
-  not blindly from the last list element (same fix as D4). It is kept verbatim as a string;
-  ``process_end_time_utc`` is its parsed UTC value. If no process time parses, the last process's
-  text is kept and the UTC column is null.
 - ``qc_pending`` looks at the values of ``quality_control.status``; when that dict is absent it
   falls back to the last ``status_history`` entry of each metric.
 - ``qc_time`` is the latest (UTC) timestamp among the last ``status_history`` entries of all
@@ -33,7 +35,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..records import as_dict, as_list, as_str, get_path
+from ..records import as_dict, as_list, as_str, clean_text, get_path
 from ..timeparse import to_utc
 from ._platform_common import ColumnSpec, frame_from_rows, newest_by_name
 
@@ -59,7 +61,7 @@ PROJECTION: dict[str, int] = {
 
 COLUMNS: list[ColumnSpec] = [
     ("name", "string", "Derived asset name"),
-    ("process_end_time", "string", "End (else start) time of the latest data process, verbatim as in DocDB"),
+    ("process_end_time", "string", "End (else start) time of the last data process, verbatim as in DocDB"),
     ("process_end_time_utc", "timestamp[us, tz=UTC]", "process_end_time parsed and converted to UTC"),
     ("qc_time", "timestamp[us, tz=UTC]", "Latest QC evaluation time in UTC (null while any QC status is Pending)"),
     ("qc_pending", "bool", "True when any quality_control status is Pending"),
@@ -78,26 +80,28 @@ def select_time_to_qc_assets(basics_df: pd.DataFrame) -> list[str]:
     return list(names)
 
 
-def _process_time(process: Any) -> Any:
-    end = get_path(process, "end_date_time")
-    return end if end is not None else get_path(process, "start_date_time")
+def _verbatim(value: Any) -> str | None:
+    """A DocDB value as verbatim text: strings as they are (``""`` kept), numbers as text, else ``None``."""
+    return clean_text(value) if isinstance(value, str) else as_str(value)
 
 
 def process_end_time(record: Mapping[str, Any]) -> tuple[str | None, datetime | None]:
-    """``(verbatim text, UTC datetime)`` of the latest data process end (else start) time."""
-    processes = [p for p in as_list(get_path(record, "processing.data_processes")) if isinstance(p, dict)]
+    """``(verbatim text, UTC datetime)`` of the last data process's end (else start) time (§2.15).
+
+    The last element of ``processing.data_processes`` gives its ``end_date_time`` when that key is
+    present, even when its value is null (→ ``(None, None)``), otherwise its ``start_date_time``.
+    No processes (missing, null, empty or not a list) → ``(None, None)``; a last element that is
+    not a dict has neither key → ``(None, None)``.
+    """
+    processes = as_list(get_path(record, "processing.data_processes"))
     if not processes:
         return None, None
-    best_text: str | None = None
-    best_time: datetime | None = None
-    for process in processes:
-        text = as_str(_process_time(process))
-        parsed = to_utc(text)
-        if parsed is not None and (best_time is None or parsed >= best_time):
-            best_text, best_time = text, parsed
-    if best_time is None:
-        return as_str(_process_time(processes[-1])), None
-    return best_text, best_time
+    last = processes[-1]
+    if not isinstance(last, dict):
+        return None, None
+    value = last["end_date_time"] if "end_date_time" in last else last.get("start_date_time")
+    text = _verbatim(value)
+    return text, to_utc(text)
 
 
 def _last_status(metric: Any) -> dict:
