@@ -237,7 +237,6 @@ class ProcessExecutor(_FuturesExecutor):
             for future in futures:
                 future.cancel()
 
-
     def _submit_chunks(self, fn: Callable[[Any], Any], items: list[Any], size: int) -> dict[Any, int]:
         """Submit the chunks (to a new pool if a worker of the old one died: that one takes no more)."""
         from concurrent.futures.process import BrokenProcessPool
