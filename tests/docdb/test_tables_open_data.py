@@ -148,9 +148,9 @@ def expected_curriculum(records: list[dict[str, Any]], objects: dict[str, bytes]
         key = location.removeprefix(f"s3://{BUCKET}/").strip("/")
         chosen = None
         for prefix in ("behavior/trainer_state", "behavior/Logs/.launcher/TrainerState_"):
-            keys = [k for k in objects if k.startswith(f"{key}/{prefix}") and k.lower().endswith(".json")]
+            keys = [k for k in objects if k.startswith(f"{key}/{prefix}") and k.endswith(".json")]
             if keys:
-                chosen = max(keys)
+                chosen = min(keys)
                 break
         if chosen is None:
             out[record["name"]] = ("no_trainer_state", None, None, None)

@@ -733,6 +733,18 @@ def test_smartspim_table(s3: Any) -> None:
     assert len(empty) == 0 and list(empty.columns) == [c for c, _, _ in spim.COLUMNS]
 
 
+def test_smartspim_raw_ng_link_that_is_not_text_is_missing(s3: Any) -> None:
+    od = OpenData(BUCKET, client=s3)
+    for raw, config, expected in [
+        ("ng_number_2024", {"ng_link": 5}, None),  # wrong type counts as missing (§0), not "5"
+        ("ng_list_2024", {"ng_link": ["https://x#!s3://b/r/derivatives/a.json"]}, None),
+        ("ng_text_2024", {"ng_link": "https://x#!s3://b/r/derivatives/a.json"}, "https://x#!s3://b/r/SPIM/derivatives/a.json"),
+    ]:
+        put(s3, f"{raw}/SPIM/derivatives/neuroglancer_config.json", config)
+        assert spim.raw_ng_link(od, raw) == expected, raw
+    assert spim.raw_ng_link(od, "ng_absent_2024") is None
+
+
 def test_smartspim_raw_link_error_is_per_asset(s3_endpoint: str) -> None:
     client = make_client(s3_endpoint, fail=lambda r: 503 if "neuroglancer_config.json" in r.url else None)
     selection = pd.DataFrame({"raw_name": [RAW4], "stitched_name": [None]})
@@ -805,7 +817,7 @@ def curriculum_bucket(s3: Any) -> Any:
     # A: new layout; a non-json key sorts before the json one (MaxKeys=1 would have missed it)
     put(s3, f"{a}/behavior/trainer_state.bak", b"old")
     put(s3, f"{a}/behavior/trainer_state.json", _state("Coupled", "STAGE_2", NODES))
-    # B: legacy layout only; two launches, the lexicographically last json wins
+    # B: legacy layout only; two launches: the first json (as S3 lists them) is the one, as in the reference
     put(s3, f"{b}/behavior/Logs/.launcher/TrainerState_20240401T095900.log", b"x")
     put(s3, f"{b}/behavior/Logs/.launcher/TrainerState_20240401T100000.json", _state("Legacy", "STAGE_1", NODES))
     put(s3, f"{b}/behavior/Logs/.launcher/TrainerState_20240401T100500.json", _state("Legacy", "STAGE_FINAL", NODES))
@@ -845,8 +857,8 @@ def test_curriculum_rows_incremental(curriculum_bucket: Any, s3_endpoint: str) -
     assert (rows[a]["curriculum_name"], rows[a]["stage_name"], rows[a]["stage_node_id"], rows[a]["status"]) == (
         "Coupled", "STAGE_2", 1, "ok")
     assert rows[a]["trainer_state_key"] == f"{a}/behavior/trainer_state.json"
-    assert (rows[b]["stage_name"], rows[b]["stage_node_id"]) == ("STAGE_FINAL", 2)
-    assert rows[b]["trainer_state_key"].endswith("TrainerState_20240401T100500.json")
+    assert (rows[b]["stage_name"], rows[b]["stage_node_id"]) == ("STAGE_1", 0)
+    assert rows[b]["trainer_state_key"].endswith("TrainerState_20240401T100000.json")
     assert (rows[c]["curriculum_name"], rows[c]["status"]) == ("Coupled", "stage_not_in_graph") and pd.isna(rows[c]["stage_node_id"])
     assert rows[h]["status"] == "stage_not_in_graph"
     assert rows[d]["status"] == "no_trainer_state" and pd.isna(rows[d]["curriculum_name"])
@@ -887,15 +899,18 @@ def test_curriculum_legacy_previous_rows(curriculum_bucket: Any) -> None:
     table = cur.curriculum_rows(assets, legacy, OpenData(BUCKET, client=curriculum_bucket))
     rows = {r["asset_name"]: r for r in table.to_dict("records")}
     assert (rows[a]["curriculum_name"], rows[a]["stage_node_id"], rows[a]["status"]) == ("FromCache", 7, "ok")
-    assert (rows[b]["stage_node_id"], rows[b]["status"]) == (2, "ok")
+    assert (rows[b]["stage_name"], rows[b]["stage_node_id"], rows[b]["status"]) == ("STAGE_1", 0, "ok")  # refetched
     assert (rows[c]["stage_name"], rows[c]["stage_node_id"]) == ("STAGE_2", 1)
 
 
 def test_curriculum_helpers() -> None:
-    assert cur.choose_trainer_state_key(["a/x.txt", "a/b.json", "a/c.JSON", "a/a.json"]) == "a/c.JSON"
-    assert cur.choose_trainer_state_key(["a/x.txt"]) is None
+    # the first key ending in ".json" (exactly: §2.14 quotes it), whatever sorts before it
+    assert cur.choose_trainer_state_key(["a/x.txt", "a/b.json", "a/0.JSON", "a/a.json"]) == "a/a.json"
+    assert cur.choose_trainer_state_key(["a/x.txt", "a/c.JSON"]) is None
     assert cur.parse_trainer_state({"curriculum": {"name": "", "graph": None}, "stage": {"name": "S"}}) == (None, "S", None)
-    assert cur.parse_trainer_state(_state("C", "STAGE_X", {"x": {"name": "STAGE_X"}, "5": {"name": "STAGE_X"}})) == ("C", "STAGE_X", 5)
+    # the first node named like the stage decides; a key that is not an integer gives null (§2.14)
+    assert cur.parse_trainer_state(_state("C", "STAGE_X", {"x": {"name": "STAGE_X"}, "5": {"name": "STAGE_X"}})) == ("C", "STAGE_X", None)
+    assert cur.parse_trainer_state(_state("C", "STAGE_X", {"5": {"name": "STAGE_X"}, "x": {"name": "STAGE_X"}})) == ("C", "STAGE_X", 5)
     empty = cur.curriculum_rows(basics([]), None, OpenData(BUCKET, client=object()))
     assert len(empty) == 0 and list(empty.columns) == [c for c, _, _ in cur.COLUMNS]
 

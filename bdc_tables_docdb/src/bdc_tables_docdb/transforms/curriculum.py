@@ -8,12 +8,14 @@ returns the complete new table.
 Per asset (location ``s3://<open-data bucket>/<asset_key>``):
 1. List **fully** (every page) ``<asset_key>/behavior/trainer_state``; if it holds no ``.json`` key,
    list the legacy ``<asset_key>/behavior/Logs/.launcher/TrainerState_``.
-2. Pick, within the first prefix that has any, the **lexicographically last** key ending in
-   ``.json`` (case-insensitive). Legacy names carry a launch timestamp, so this is the latest
-   launch; it does not depend on non-json keys sorting before it (D24, unlike ``MaxKeys=1``).
+2. Pick, within the first prefix that has any, the first key (in listing order, which is
+   lexicographic) ending in ``.json``: the key the reference takes (§2.14 "the first returned key
+   that ends in ``.json``"), found even when non-json keys sort before it (D24, unlike
+   ``MaxKeys=1``). For legacy names, which carry a launch timestamp, that is the first launch.
 3. GetObject it: ``curriculum_name = curriculum.name``, ``stage_name = stage.name``,
    ``stage_node_id`` = the integer key of the first entry of ``curriculum.graph.nodes`` (a dict)
-   whose ``name`` equals ``stage_name`` and whose key is an integer. Empty strings are null.
+   whose ``name`` equals ``stage_name``; null when there is none or that key is not an integer.
+   Empty strings are null.
 
 ``status`` (a column) says what the row means:
 - ``ok`` — curriculum and stage found and the stage is a node of the graph; final.
@@ -116,9 +118,9 @@ def select_curriculum_assets(basics_df: pd.DataFrame) -> pd.DataFrame:
 
 
 def choose_trainer_state_key(keys: Iterable[str]) -> str | None:
-    """The lexicographically last key ending in ``.json`` (case-insensitive), or ``None``."""
-    candidates = [k for k in keys if isinstance(k, str) and k.lower().endswith(".json")]
-    return max(candidates) if candidates else None
+    """The first key (lexicographic, as S3 lists them) ending in ``.json``, or ``None``."""
+    candidates = [k for k in keys if isinstance(k, str) and k.endswith(".json")]
+    return min(candidates) if candidates else None
 
 
 def _node_id(nodes: Any, stage_name: str | None) -> int | None:
@@ -127,10 +129,10 @@ def _node_id(nodes: Any, stage_name: str | None) -> int | None:
     for key, node in as_dict(nodes).items():
         if get_path(node, "name") != stage_name:
             continue
-        try:
+        try:  # the first match decides: a key that is not an integer gives null (§2.14)
             return int(key)
         except (TypeError, ValueError):
-            continue
+            return None
     return None
 
 

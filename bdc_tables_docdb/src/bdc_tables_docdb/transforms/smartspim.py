@@ -162,11 +162,13 @@ def fix_ng_link(link: str | None) -> str | None:
 
 
 def raw_ng_link(open_data: OpenData, raw_name: str) -> str | None:
-    """The fixed ``ng_link`` of a raw asset; ``None`` if the config object or field is absent (errors raise)."""
+    """The fixed ``ng_link`` of a raw asset; ``None`` if the config object or field is absent, or
+    the field is not text (wrong type counts as missing, §0; errors raise)."""
     config = open_data.get_json(f"{raw_name}/SPIM/derivatives/{_NG_CONFIG}")
     if config is None:
         return None
-    return fix_ng_link(as_str(config.get("ng_link")))
+    link = get_path(config, "ng_link")
+    return fix_ng_link(as_str(link)) if isinstance(link, str) else None
 
 
 def list_channels(open_data: OpenData, location: str) -> list[str]:
