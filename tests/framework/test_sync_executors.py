@@ -219,3 +219,25 @@ def test_process_executor_reports_a_dead_worker_for_every_item_it_lost() -> None
     assert isinstance(results[7], BrokenProcessPool)
     assert all(results[i] == i for i in results if not isinstance(results[i], BaseException))
     assert again == {i: i + 8 for i in range(8)}
+
+
+def test_a_table_whose_functions_do_not_pickle_fails_with_what_to_do(
+        tmp_path: Path, bdc_plugin: Callable[..., str]) -> None:
+    import pandas as pd
+
+    from bdc.spec import TableSpec
+
+    spec = TableSpec("lambda_parts", "built by lambdas (a notebook's way)", [("sid", "string"), ("n", "int64")],
+                     partition_key="sid", partitions=lambda ctx: ["a", "b"],
+                     build_partition=lambda ctx, v: pd.DataFrame({"sid": [v], "n": [1]}))
+    bdc_plugin([spec], name="lambda-tables")
+    cache = Cache((tmp_path / "cache").as_uri())
+    report = sync(cache, executor="processes", workers=1, only=["lambda_parts"], retry=FAST_RETRY)
+    assert isinstance(report, RunReport)
+    table = report.table("lambda_parts")
+    assert table.status == "failed" and table.partitions_built == 0
+    assert "Table 'lambda_parts' cannot build in worker processes: its spec does not pickle" in (table.error or "")
+    assert "or use the threads executor" in (table.error or "")
+    # the same table builds with threads
+    assert sync(cache, executor="threads", only=["lambda_parts"], retry=FAST_RETRY).ok  # type: ignore[union-attr]
+    assert sorted(cache.get("lambda_parts")["sid"]) == ["a", "b"]

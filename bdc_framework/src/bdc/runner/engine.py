@@ -219,6 +219,23 @@ def run_partition(task: PartitionTask, cache: Cache | None = None) -> list[Parti
     return outcomes
 
 
+def _check_picklable(spec: TableSpec, sides: tuple[TableSpec, ...]) -> None:
+    """Fail a table whose specs cannot travel to worker processes, with what to do about it."""
+    import pickle
+
+    from bdc.errors import BdcError
+
+    for one in (spec, *sides):
+        try:
+            pickle.dumps(one)
+        except Exception as exc:  # PicklingError, AttributeError (local objects), TypeError...
+            raise BdcError(
+                f"Table {one.name!r} cannot build in worker processes: its spec does not pickle ({exc}). "
+                "Define its functions at module level (not lambdas or local functions), or use the "
+                "threads executor"
+            ) from exc
+
+
 class _StagedWrites:
     """``cache.write_partition`` into run ``run_id``'s staging, each partition written whole: a
     write made again (a retry) first deletes what the earlier attempt staged for the partition,
@@ -496,10 +513,12 @@ class Runner:
         if self.executor.in_process:
             fn = functools.partial(run_partition, cache=self.cache)
         else:
-            if self.cache.backend.scheme == "memory":
-                from bdc.errors import BdcError
+            from bdc.errors import BdcError
 
+            if self.cache.backend.scheme == "memory":
                 raise BdcError("The processes and dask executors need a shared cache (file:// or s3://), not memory://")
+            if getattr(self.executor, "standard_pickle", False):
+                _check_picklable(spec, sides)
             fn = run_partition
             known = self._known_specs(spec, sides)
         tasks = [PartitionTask(spec, tuple(todo[i:i + size]), self.cache.url, self.cache.layout.version_folder,

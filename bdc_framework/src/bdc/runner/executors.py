@@ -32,6 +32,9 @@ class Executor(abc.ABC):
 
     #: Whether work runs in the runner's own process (objects are shared, not pickled).
     in_process: bool = False
+    #: Whether work items travel with the standard ``pickle`` (so lambdas and local functions in a
+    #: table's spec cannot): the runner then fails such a table at once, saying what to do.
+    standard_pickle: bool = False
 
     def __init__(self, workers: int | None = None, **options: Any):
         self.workers = workers or default_workers()
@@ -195,6 +198,7 @@ class ProcessExecutor(_FuturesExecutor):
     and its results come back together when the last one is done.
     """
 
+    standard_pickle = True
     #: A chunk holds up to this many rounds of a process's threads (fewer when there are few items,
     #: so that every process gets several chunks): more rounds, fewer hand-offs; fewer rounds,
     #: less time with idle threads at a chunk's end and more frequent progress.
