@@ -93,19 +93,15 @@ class Layout:
         prefix = self.partition_prefix(spec, value)
         if count <= 1:
             return [prefix + spec.file_name]
-        stem, dot, ext = spec.file_name.rpartition(".")
-        if not dot:
-            stem, ext = spec.file_name, ""
-        return [prefix + f"{stem}-{i:04d}{dot}{ext}" for i in range(count)]
+        stem, suffix = _stem_and_suffix(spec.file_name)
+        return [prefix + f"{stem}-{i:04d}{suffix}" for i in range(count)]
 
     def is_partition_file(self, spec: TableSpec, name: str) -> bool:
         """Whether ``name`` (a file name in a partition folder) is one of the partition's files."""
         if name == spec.file_name:
             return True
-        stem, dot, ext = spec.file_name.rpartition(".")
-        if not dot:
-            stem, ext = spec.file_name, ""
-        return re.fullmatch(re.escape(stem) + r"-\d{4,}" + re.escape(dot + ext), name) is not None
+        stem, suffix = _stem_and_suffix(spec.file_name)
+        return re.fullmatch(re.escape(stem) + r"-\d{4,}" + re.escape(suffix), name) is not None
 
     def partition_value(self, spec: TableSpec, key: str) -> str | None:
         """The partition value a key belongs to (``None`` if the key is not a partition file)."""
@@ -177,3 +173,9 @@ class Layout:
     def legacy_custom_key(self, name: str) -> str:
         """Where the reference package stored custom tables (inside the version folder)."""
         return f"{self.version_folder}/{check_table_name(name, 'custom table name')}.pqt"
+
+
+def _stem_and_suffix(file_name: str) -> tuple[str, str]:
+    """``data.pqt`` → ``("data", ".pqt")``; a name without a dot has no suffix."""
+    stem, dot, ext = file_name.rpartition(".")
+    return (stem, dot + ext) if dot else (file_name, "")

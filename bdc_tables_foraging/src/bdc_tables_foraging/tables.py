@@ -118,13 +118,17 @@ _LISTINGS_KEPT = 8
 _listings_lock = threading.Lock()
 
 
-def _remember(ctx: Any, source: ForagingSource, table: str, listing: dict[str, list[Any]]) -> None:
-    if not ctx.run_id:
-        return
+def _keep(store: dict[Any, Any], key: Any, value: Any) -> None:
+    """Put ``value`` in one of the per-run stores, forgetting the oldest beyond :data:`_LISTINGS_KEPT`."""
     with _listings_lock:
-        while len(_listings) >= _LISTINGS_KEPT:
-            del _listings[next(iter(_listings))]  # the oldest
-        _listings[(ctx.run_id, source.base, table)] = (source, listing)
+        while len(store) >= _LISTINGS_KEPT:
+            del store[next(iter(store))]  # the oldest
+        store[key] = value
+
+
+def _remember(ctx: Any, source: ForagingSource, table: str, listing: dict[str, list[Any]]) -> None:
+    if ctx.run_id:
+        _keep(_listings, (ctx.run_id, source.base, table), (source, listing))
 
 
 def _partitions(ctx: Any, table: str) -> dict[str, str]:
@@ -192,10 +196,7 @@ def _empty_partition(ctx: Any, source: ForagingSource, table: str, listing: dict
         from bdc_tables_foraging.source import PartitionReader
 
         schema = ctx.call(lambda: PartitionReader(source.filesystem, [first], "").schema)
-        with _listings_lock:
-            while len(_schemas) >= _LISTINGS_KEPT:
-                del _schemas[next(iter(_schemas))]
-            _schemas[key] = schema
+        _keep(_schemas, key, schema)
     return schema.empty_table()
 
 

@@ -245,18 +245,18 @@ class ProcessExecutor(_FuturesExecutor):
         """Submit the chunks (to a new pool if a worker of the old one died: that one takes no more)."""
         from concurrent.futures.process import BrokenProcessPool
 
-        for attempt in (1, 2):
-            if self._pool is None:
-                self._pool = self._make_pool()
-            try:
-                return {self._pool.submit(run_chunk, fn, items[i:i + size], self.threads): i
-                        for i in range(0, len(items), size)}
-            except BrokenProcessPool:
-                if attempt == 2:
-                    raise
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
-        raise AssertionError("unreachable")  # pragma: no cover
+        def submit() -> dict[Any, int]:
+            return {self._pool.submit(run_chunk, fn, items[i:i + size], self.threads): i
+                    for i in range(0, len(items), size)}
+
+        if self._pool is None:
+            self._pool = self._make_pool()
+        try:
+            return submit()
+        except BrokenProcessPool:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._make_pool()
+            return submit()
 
 
 #: In a worker process of :class:`ProcessExecutor`: its thread pool (made by the first chunk).

@@ -167,8 +167,7 @@ def platform_qc_rows(record: Mapping[str, Any], platform: str | Platform) -> lis
     if not isinstance(status, dict) or not status:
         return []
     keys_to_modalities = tag_modality_map(record)
-    name = get_path(record, "name")
-    asset_name = clean_text(name) if isinstance(name, str) else text(name)  # "" kept, as in the reference
+    asset_name = _cell(get_path(record, "name"))  # "" kept, as in the reference
     asset_id = text(get_path(record, "_id"))
     rows = []
     for key, value in status.items():
@@ -190,8 +189,9 @@ def _column(df: pd.DataFrame, name: str) -> list[Any]:
 
 
 def _cell(value: Any) -> str | None:
-    """A string cell passed through as it is (``""`` stays ``""``); missing values → ``None``."""
-    return value if isinstance(value, str) else text(value)
+    """A string cell passed through as it is (``""`` stays ``""``, see :func:`clean_text`); anything
+    else as :func:`text` makes it (missing values → ``None``)."""
+    return clean_text(value) if isinstance(value, str) else text(value)
 
 
 def _newer(a: Any, b: Any) -> bool:
