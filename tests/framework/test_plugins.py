@@ -268,6 +268,47 @@ def test_import_bdc_loads_nothing_heavy_and_no_plugin(site: Any) -> None:
     assert report["after"] == [module]
 
 
+def test_listing_every_installed_table_imports_nothing_heavy(tmp_path: Path) -> None:
+    """All the installed plugins (no ``BDC_LOAD_PLUGINS``): listing their tables, functions and demos,
+    ``bdc tables`` and the ``bdc-sync --dry-run`` plan import no pandas, pyarrow, numpy, DuckDB or boto3."""
+    code = textwrap.dedent("""
+        import contextlib, io, json, sys
+        import bdc
+        from bdc.catalog import get_catalog
+        from bdc.cli import main as bdc_main
+        from bdc.plugins import plugin_records
+        from bdc.runner.cli import main as sync_main
+
+        heavy = ("pandas", "pyarrow", "numpy", "duckdb", "boto3", "botocore")
+        loaded = {}
+        names = [s.name for s in bdc.tables()]
+        loaded["bdc.tables()"] = sorted(m for m in heavy if m in sys.modules)
+        catalog = get_catalog()
+        functions, demos = sorted(catalog.functions), [d.name for d in catalog.demos]
+        loaded["functions, demos"] = sorted(m for m in heavy if m in sys.modules)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            codes = [bdc_main(["tables"]), sync_main(["--dry-run"])]
+        loaded["bdc tables, bdc-sync --dry-run"] = sorted(m for m in heavy if m in sys.modules)
+        plugins = sorted(r.name for r in plugin_records().values() if r.source == "entry point")
+        print(json.dumps({"names": names, "functions": functions, "demos": demos, "plugins": plugins,
+                          "codes": codes, "output": out.getvalue(), "loaded": loaded}))
+    """)
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("BDC_LOAD_PLUGINS", "BDC_DISABLE_PLUGINS", "BIODATA_CACHE_BACKEND")}
+    env.update(BDC_STRICT_PLUGINS="1", BDC_CACHE=(tmp_path / "cache").as_uri())
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert {"docdb", "foraging"} <= set(report["plugins"])
+    assert {"asset_basics", "quality_control", "platform_smartspim", "platform_dynamic_foraging_sessions"} <= set(
+        report["names"])
+    assert "raw_to_derived" in report["functions"] and "docdb" in report["demos"]
+    assert report["codes"] == [0, 0]
+    assert "quality_control" in report["output"] and "wave 1:" in report["output"]
+    assert report["loaded"] == dict.fromkeys(report["loaded"], []), report["loaded"]
+
+
 RAISING = textwrap.dedent("""
     import bdc
 

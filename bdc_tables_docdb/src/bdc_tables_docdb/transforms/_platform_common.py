@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
-from typing import Any
-
-import pandas as pd
-import pyarrow as pa
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from ..records import as_str
 from ..timeparse import to_utc
 from .arrow import arrow_schema
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 __all__ = [
     "ColumnSpec",
@@ -40,10 +42,14 @@ _LOG = logging.getLogger("bdc_tables_docdb.transforms")
 
 ColumnSpec = tuple[str, str, str]
 
-_PANDAS_TYPES: dict[pa.DataType, Any] = {
-    pa.int64(): pd.Int64Dtype(),
-    pa.bool_(): pd.BooleanDtype(),
-}
+
+@cache
+def _pandas_types() -> dict[pa.DataType, Any]:
+    """The nullable pandas dtypes that ``int64`` and ``bool`` Arrow columns become."""
+    import pandas as pd
+    import pyarrow as pa
+
+    return {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
 
 
 def as_sequence(value: Any) -> list:
@@ -62,6 +68,9 @@ def frame_from_rows(rows: Iterable[Mapping[str, Any]], columns: Sequence[ColumnS
     Missing keys become nulls; extra keys are ignored. ``int64`` and ``bool`` columns use the
     nullable pandas dtypes, timestamps become ``datetime64[us, UTC]``, list columns hold Python lists.
     """
+    import pandas as pd
+    import pyarrow as pa
+
     schema = arrow_schema(columns)
     names = schema.names
     data = {name: [] for name in names}
@@ -69,7 +78,7 @@ def frame_from_rows(rows: Iterable[Mapping[str, Any]], columns: Sequence[ColumnS
         for name in names:
             data[name].append(row.get(name))
     table = pa.Table.from_pydict(data, schema=schema)
-    frame = table.to_pandas(types_mapper=_PANDAS_TYPES.get)
+    frame = table.to_pandas(types_mapper=_pandas_types().get)
     for field in schema:
         if pa.types.is_list(field.type):
             frame[field.name] = pd.Series(
@@ -127,6 +136,8 @@ def dedupe_frame_newest(frame: pd.DataFrame, key: str = "name") -> pd.DataFrame:
     Without a ``_last_modified`` column the first row per key wins. The result keeps the order of
     first appearance of each key and a fresh ``RangeIndex``.
     """
+    import pandas as pd
+
     if frame is None or len(frame) == 0 or key not in frame.columns:
         return frame.iloc[0:0].reset_index(drop=True) if frame is not None else pd.DataFrame()
     keys = [cell_str(v) for v in frame[key]]

@@ -8,10 +8,11 @@ texts are the ones the framework understands (``"string"``, ``"int64"``, ``"bool
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 __all__ = ["Columns", "arrow_type", "arrow_schema", "column_names", "to_arrow", "to_frame"]
 
@@ -27,6 +28,8 @@ def arrow_type(text: str) -> pa.DataType:
 
 def arrow_schema(columns: Columns) -> pa.Schema:
     """The declared columns as a ``pyarrow.Schema`` (descriptions kept as field metadata)."""
+    import pyarrow as pa
+
     return pa.schema(
         [pa.field(name, arrow_type(type_), metadata={"description": desc}) for name, type_, desc in columns]
     )
@@ -37,30 +40,32 @@ def column_names(columns: Columns) -> list[str]:
     return [name for name, _, _ in columns]
 
 
-def _cell(value: Any, dtype: pa.DataType) -> Any:
-    """Normalise one cell for ``pa.array``: pandas/numpy missing values become ``None``."""
-    if value is None:
-        return None
-    if pa.types.is_list(dtype):
-        if isinstance(value, (str, bytes)):
-            return [value]
-        if isinstance(value, Iterable):
-            return [_cell(v, dtype.value_type) for v in value]
-        return None
-    try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return value
-
-
 def to_arrow(data: Iterable[Mapping[str, Any]] | pd.DataFrame, columns: Columns) -> pa.Table:
     """Build a ``pyarrow.Table`` with exactly ``columns`` (order and types) from rows or a frame.
 
     Missing keys/columns become nulls; extra keys are ignored. An empty input gives an empty
     table with the declared schema.
     """
+    import pandas as pd
+    import pyarrow as pa
+
+    def cell(value: Any, dtype: pa.DataType) -> Any:
+        # One cell for ``pa.array``: pandas/numpy missing values become ``None``.
+        if value is None:
+            return None
+        if pa.types.is_list(dtype):
+            if isinstance(value, (str, bytes)):
+                return [value]
+            if isinstance(value, Iterable):
+                return [cell(v, dtype.value_type) for v in value]
+            return None
+        try:
+            if pd.isna(value):
+                return None
+        except (TypeError, ValueError):
+            pass
+        return value
+
     schema = arrow_schema(columns)
     if isinstance(data, pd.DataFrame):
         n = len(data)
@@ -70,7 +75,7 @@ def to_arrow(data: Iterable[Mapping[str, Any]] | pd.DataFrame, columns: Columns)
     else:
         rows = list(data)
         getters = {f.name: [row.get(f.name) for row in rows] for f in schema}
-    arrays = [pa.array([_cell(v, f.type) for v in getters[f.name]], type=f.type) for f in schema]
+    arrays = [pa.array([cell(v, f.type) for v in getters[f.name]], type=f.type) for f in schema]
     return pa.Table.from_arrays(arrays, schema=schema)
 
 

@@ -37,9 +37,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from bdc_tables_docdb.records import as_list, get_path
 from bdc_tables_docdb.timeparse import local_date, parse_date, parse_timestamp, to_utc
@@ -50,6 +48,9 @@ from bdc_tables_docdb.transforms.names import (
     normalize_experimenters,
     normalize_instrument_id,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "TABLE_NAME",

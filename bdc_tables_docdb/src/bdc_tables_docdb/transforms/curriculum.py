@@ -40,9 +40,7 @@ Rows follow the order of the selected assets (duplicates by name keep the newest
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, MutableMapping
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ..open_data import OpenData, parse_s3_url
 from ..records import as_dict, as_str, get_path
@@ -56,6 +54,9 @@ from ._platform_common import (
     report_problems,
     run_per_asset,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "COLUMNS",
@@ -101,6 +102,8 @@ def select_curriculum_assets(basics_df: pd.DataFrame) -> pd.DataFrame:
     Frames without a ``modalities`` column are taken as already selected. Returns ``name`` and
     ``location`` columns.
     """
+    import pandas as pd
+
     if basics_df is None or len(basics_df) == 0 or "name" not in basics_df.columns:
         return pd.DataFrame({"name": pd.Series([], dtype=object), "location": pd.Series([], dtype=object)})
     frame = basics_df
@@ -177,6 +180,8 @@ def _int_or_none(value: Any) -> int | None:
     if value is None or isinstance(value, bool):
         return None
     try:
+        import pandas as pd
+
         if pd.isna(value):
             return None
         return int(value)

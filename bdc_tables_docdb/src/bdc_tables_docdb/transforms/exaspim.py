@@ -21,9 +21,7 @@ Order follows asset_basics; duplicate raw names collapse to one; duplicate recor
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, MutableMapping
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ..open_data import OpenData
 from ..records import as_str, get_path
@@ -37,6 +35,9 @@ from ._platform_common import (
     run_per_asset,
 )
 from .smartspim import latest_children, raw_spim_assets
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "PROJECTION",
@@ -66,6 +67,8 @@ COLUMNS: list[ColumnSpec] = [
 
 def select_exaspim_assets(basics_df: pd.DataFrame, source_df: pd.DataFrame) -> pd.DataFrame:
     """Raw ExaSPIM assets and their latest fused child: columns ``raw_name``, ``fused_name`` (or null)."""
+    import pandas as pd
+
     children = latest_children(source_df, "fused")
     raws = raw_spim_assets(basics_df, exaspim=True)
     return pd.DataFrame(

@@ -8,13 +8,14 @@ A field counts as present when its key exists and is not null (an empty dict cou
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from bdc_tables_docdb.records import get_path
 from bdc_tables_docdb.transforms._common import text
 from bdc_tables_docdb.transforms.arrow import to_arrow
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["TABLE_NAME", "DESCRIPTION", "CORE_FIELDS", "PROJECTION", "COLUMNS", "core_row", "core_table"]
 

@@ -39,13 +39,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ..records import as_str, get_path
 from ..timeparse import to_utc
 from ._platform_common import ColumnSpec, cell_str, frame_from_rows
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "STATUS_COLUMNS",
@@ -93,6 +94,8 @@ def _text(value: Any) -> str | None:
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     try:
+        import pandas as pd
+
         if pd.isna(value):
             return None
     except (TypeError, ValueError):

@@ -19,12 +19,13 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ..records import as_dict, as_list, as_str, get_path
 from ._platform_common import ColumnSpec, frame_from_rows, modality_list, newest_by_name
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "PROJECTION",

@@ -23,15 +23,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from bdc_tables_docdb.records import as_list, clean_text, get_path
 from bdc_tables_docdb.timeparse import parse_timestamp, to_utc
 from bdc_tables_docdb.transforms._common import cell_list, is_missing, note, text
 from bdc_tables_docdb.transforms.arrow import to_frame
 from bdc_tables_docdb.transforms.quality_control import tag_strings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "TABLE_NAME",

@@ -26,14 +26,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from bdc_tables_docdb.records import as_dict, as_list, clean_text, get_path
 from bdc_tables_docdb.timeparse import to_utc
 from bdc_tables_docdb.transforms._common import note, text
 from bdc_tables_docdb.transforms.arrow import to_arrow
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "TABLE_NAME",

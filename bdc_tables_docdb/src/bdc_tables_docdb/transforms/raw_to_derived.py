@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from bdc_tables_docdb.transforms._common import cell_list, text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["raw_to_derived"]
 

@@ -34,12 +34,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ..records import as_list, as_str, clean_text, get_path
 from ._platform_common import ColumnSpec, frame_from_rows, recency_key
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "FILTER",

@@ -38,9 +38,7 @@ Records with duplicate names keep the newest ``_last_modified`` (D21).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, MutableMapping
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ..open_data import OpenData, parse_s3_url
 from ..records import as_dict, as_list, as_str, get_path
@@ -54,6 +52,9 @@ from ._platform_common import (
     report_problems,
     run_per_asset,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "PROJECTION",
@@ -140,6 +141,8 @@ def latest_children(source_df: pd.DataFrame, keyword: str) -> dict[str, str]:
 
 def select_smartspim_assets(basics_df: pd.DataFrame, source_df: pd.DataFrame) -> pd.DataFrame:
     """Raw SmartSPIM assets and their latest stitched child: columns ``raw_name``, ``stitched_name`` (or null)."""
+    import pandas as pd
+
     children = latest_children(source_df, "stitched")
     raws = raw_spim_assets(basics_df, exaspim=False)
     return pd.DataFrame(

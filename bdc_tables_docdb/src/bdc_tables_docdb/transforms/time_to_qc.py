@@ -31,13 +31,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ..records import as_dict, as_list, as_str, clean_text, get_path
 from ..timeparse import to_utc
 from ._platform_common import ColumnSpec, frame_from_rows, newest_by_name
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "PROJECTION",
