@@ -13,6 +13,11 @@ Figures (targets from issue 7):
 * ``peak_rss_mb``: peak RSS of the process running the full mirror, the highest of the three
   (target <= 1500).
 
+Context, not a target: ``cli_mirror_vs_copy`` is the same comparison between whole commands, as
+an operator runs them: ``bdc-sync --only 'platform_dynamic_foraging_*' --full`` (interpreter
+start-up, imports, plugin discovery, the lock, the report) ÷ ``cp -r`` of the source tree (medians
+of three turns each).
+
 Each timed turn starts after ``os.sync()`` (the previous turns' writes on disk) and turns remove
 nothing until the end, so no turn pays for another's writeback or removals (see ``_settle``).
 On a shared machine the wall times are noisy (the copy as much as the mirror: ``copy_s_range``,
@@ -110,6 +115,35 @@ def _settle() -> None:
         os.sync()
 
 
+def _copy_command(source: Path, target: Path) -> list[str]:
+    """``cp -r source target`` (a Python ``shutil.copytree`` process where there is no ``cp``)."""
+    cp = shutil.which("cp")
+    if cp:
+        return [cp, "-r", str(source), str(target)]
+    return [sys.executable, "-c", "import shutil, sys; shutil.copytree(sys.argv[1], sys.argv[2])",
+            str(source), str(target)]
+
+
+def _sync_command(cache: Path, workers: int | None) -> list[str]:
+    """``bdc-sync`` of the three foraging tables into ``cache``, as an operator runs it."""
+    script = Path(sys.executable).with_name("bdc-sync")
+    head = [str(script)] if script.exists() else [
+        sys.executable, "-c", "import sys; from bdc.runner.cli import main; sys.exit(main())"]
+    return head + ["--cache", cache.as_uri(), "--only", "platform_dynamic_foraging_*", "--full", "--quiet"] + (
+        ["--workers", str(workers)] if workers else [])
+
+
+def _timed_command(cmd: list[str], **env: str) -> float:
+    """Wall seconds of a command, from its start to its exit (which must be 0)."""
+    started = time.perf_counter()
+    done = subprocess.run(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return seconds
+
+
 def _tree_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
@@ -185,6 +219,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mirror_vs_copy: {full['sync_s'] / copy_s:.2f}")
         print(f"peak_rss_mb: {rss:.0f}")
         print(f"cache_mb: {_tree_bytes(cache) / 1e6:.1f}")
+
+        cli_copies, cli_mirrors = [], []
+        for i in range(3):  # the same, as whole commands: process start-up, imports, plugins, lock, report
+            _settle()
+            cli_copies.append(_timed_command(_copy_command(source, runs / f"cli-copy{i}")))
+            _settle()
+            cli_mirrors.append(_timed_command(_sync_command(runs / f"cli-cache{i}", args.workers),
+                                              BDC_FORAGING_BASE=str(source)))
+        cli_copy, cli_mirror = statistics.median(cli_copies), statistics.median(cli_mirrors)
+        print(f"cli_copy_s: {cli_copy:.3f}")
+        print(f"cli_mirror_s: {cli_mirror:.3f}")
+        print(f"cli_mirror_vs_copy: {cli_mirror / cli_copy:.2f}")
 
         noop, noop_rss = timed_child(source, cache, workers=args.workers)
         built = sum(t["built"] for t in noop["tables"].values())
