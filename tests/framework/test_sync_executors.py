@@ -164,6 +164,21 @@ def test_out_of_process_executors_need_a_shared_cache(bdc_cache: Cache) -> None:
         sync(bdc_cache, executor="nope")
 
 
+@pytest.mark.usefixtures("plugin")
+@pytest.mark.parametrize("workers", [0, -2, 1.5, True, "4"])
+def test_a_worker_count_below_one_or_not_whole_is_refused_before_anything_runs(bdc_cache: Cache, workers: object) -> None:
+    with pytest.raises(BdcError, match="workers must be a whole number of at least 1"):
+        sync(bdc_cache, workers=workers, only=["sync_sessions"])  # type: ignore[arg-type]
+    assert not bdc_cache.is_published(bdc_cache.spec("sync_sessions"))
+
+
+def test_bdc_sync_refuses_workers_zero_with_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from bdc.runner.cli import main
+
+    assert main(["--cache", "memory://", "--workers", "0", "--quiet"]) == 2
+    assert "workers must be a whole number of at least 1" in capsys.readouterr().err
+
+
 def _timed_item(item: int) -> tuple[int, int, int, float, float]:
     """A worker-process item: (item, pid, thread, start, end) after 50 ms; item 13 fails."""
     import threading

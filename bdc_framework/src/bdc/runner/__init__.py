@@ -21,6 +21,8 @@ def open_executor(name: str = "threads", workers: int | None = None, **options: 
     from bdc.catalog import get_catalog
     from bdc.errors import BdcError
 
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise BdcError(f"workers must be a whole number of at least 1 (or None for the default), not {workers!r}")
     executors = get_catalog().executors
     if name not in executors:
         raise BdcError(f"Unknown executor {name!r}; installed: {', '.join(sorted(executors))}")
