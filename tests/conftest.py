@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,9 +10,9 @@ from pathlib import Path
 import pytest
 
 
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[str]:
-    """moto's S3 server on 127.0.0.1 (a free port), for the whole session; yields its endpoint URL."""
+@contextlib.contextmanager
+def _moto_s3() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 (a free port) while the block runs; yields its endpoint URL."""
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -21,6 +22,21 @@ def s3_server() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 (a free port), for the whole session; yields its endpoint URL."""
+    with _moto_s3() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def other_s3_server() -> Iterator[str]:
+    """A second moto S3 server on loopback, for one test: another S3 service than :func:`s3_server`'s
+    (its buckets are not those of the first); yields its endpoint URL."""
+    with _moto_s3() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

@@ -280,6 +280,7 @@ def test_s3_source_and_cache_copy_path(s3_source, s3_upload):
                 assert_copied(cache, root, name, sid)
     assert report.table(EVENTS).counters["files_copied"] == \
         sum(len(source_files(root, EVENTS, s)) for s in db.subject_ids)  # large_string text included
+    assert report.table(EVENTS).counters["files_copied_server_side"] == report.table(EVENTS).counters["files_copied"]
     assert len(cache.get("df_trials", subject_id=many)) == db.trials_per_subject[many]
 
     # file counts change upstream: per-session files coalesced, a single file split

@@ -331,6 +331,9 @@ def test_s3_source_and_s3_cache(s3_source, s3_env, s3_upload, monkeypatch):
     cache = Cache(f"s3://{cache_bucket}/data-asset-cache")
     report = sync(cache)
     assert (report.table(TRIALS).rows, report.table(EVENTS).rows) == (db.n_trials, db.n_events)
+    # one S3 service: the source files are copied server-side (what the helpers read below)
+    events = report.table(EVENTS).counters
+    assert events["files_copied_server_side"] == events["files_copied"] > 0
     lz = db.leading_zero_subjects[0]
     trials = cache.get("df_trials", subject_id=lz)
     assert len(trials) == db.trials_per_subject[lz] and set(trials["subject_id"]) == {lz}

@@ -87,3 +87,61 @@ def test_cache_url_normalisation(s3_env: str) -> None:
 
 def test_any_cache_fixture_covers_s3(any_cache: Any) -> None:
     assert any_cache.url.split("://")[0] in ("memory", "file", "s3")
+
+
+def test_same_service_compares_the_filesystems_endpoint(s3_env: str) -> None:
+    """A pyarrow S3 filesystem is on the backend's S3 service when both name the same endpoint
+    (default ports written out or not), or both Amazon S3 in one partition; any doubt is ``False``."""
+    import boto3
+    import pyarrow.fs as pafs
+
+    from bdc.backends.s3 import S3Backend
+
+    def backend(**client: Any) -> S3Backend:
+        return S3Backend("s3://bucket/prefix", client=boto3.client("s3", **client))
+
+    def fs(**options: Any) -> Any:
+        return pafs.S3FileSystem(anonymous=True, **options)
+
+    moto = backend(endpoint_url="http://127.0.0.1:5000", region_name="us-east-1")
+    assert moto.same_service(fs(endpoint_override="127.0.0.1:5000", scheme="http"))
+    assert moto.same_service(fs(endpoint_override="http://127.0.0.1:5000"))
+    for other in (fs(endpoint_override="127.0.0.1:5001", scheme="http"),
+                  fs(endpoint_override="127.0.0.1:5000", scheme="https"),
+                  fs(endpoint_override="localhost:5000", scheme="http"),
+                  fs(region="us-east-1"), pafs.LocalFileSystem(), None):
+        assert not moto.same_service(other), other
+    assert backend(endpoint_url="http://minio.internal", region_name="us-east-1").same_service(
+        fs(endpoint_override="minio.internal:80", scheme="http"))
+
+    aws = backend(endpoint_url="https://s3.us-west-2.amazonaws.com", region_name="us-west-2")
+    assert aws.service == "aws:aws"
+    assert aws.same_service(fs(region="us-east-1"))  # one partition: bucket names are unique in it
+    assert aws.same_service(fs(region="us-west-2", endpoint_override="s3.us-west-2.amazonaws.com"))
+    assert not aws.same_service(fs(region="cn-north-1"))  # another partition: the same name, another bucket
+    assert not aws.same_service(fs(region="us-gov-west-1"))
+    assert not aws.same_service(fs(region="us-east-1", endpoint_override="127.0.0.1:5000", scheme="http"))
+    china = backend(endpoint_url="https://s3.cn-north-1.amazonaws.com.cn", region_name="cn-north-1")
+    assert china.service == "aws:aws-cn" and china.same_service(fs(region="cn-northwest-1"))
+
+
+def test_copy_from_another_bucket(s3_url: str, s3_env: str) -> None:
+    """A server-side copy from another bucket, with the target's headers; a missing source object
+    or bucket is an error."""
+    import boto3
+
+    from bdc.backends.s3 import S3Backend
+    from bdc.errors import BackendError, ObjectNotFoundError
+
+    client = boto3.client("s3", endpoint_url=s3_env)
+    client.create_bucket(Bucket="bdc-copy-source")
+    client.put_object(Bucket="bdc-copy-source", Key="a/b.parquet", Body=b"PAR1 bytes PAR1", ContentType="text/plain")
+    backend = S3Backend(s3_url)
+    backend.copy_from("bdc-copy-source", "a/b.parquet", "t/data.parquet")
+    assert backend.read_bytes("t/data.parquet") == b"PAR1 bytes PAR1"
+    head = client.head_object(Bucket=backend.bucket, Key=backend._key("t/data.parquet"))
+    assert (head["ContentType"], head["CacheControl"]) == ("application/vnd.apache.parquet", "no-cache")
+    with pytest.raises(ObjectNotFoundError):
+        backend.copy_from("bdc-copy-source", "a/missing.parquet", "t/x.parquet")
+    with pytest.raises(BackendError, match="failed"):
+        backend.copy_from("bdc-no-such-source-bucket", "a/b.parquet", "t/x.parquet")

@@ -16,7 +16,9 @@ not from one shared sequence. ``max_consecutive`` bounds how many times in a row
 (same method, path and query) is faulted: with a bound below the client's own attempts, every
 request eventually succeeds, and the test proves the retrying without being flaky.
 ``first_attempt`` picks requests whose *first* attempt is always answered ``SlowDown`` (say,
-every data file upload): a fault each of them is certain to meet.
+every data file upload): a fault each of them is certain to meet. ``refuse`` picks requests
+always answered ``403 AccessDenied`` (say, server-side copies from another bucket), as S3 answers
+a request its policies deny.
 
 :attr:`FaultProxy.stats` counts requests, forwarded requests and faults, in total and per
 (client, method) — the client is ``botocore`` or ``aws-sdk-cpp`` (pyarrow) from the User-Agent —
@@ -41,7 +43,11 @@ __all__ = ["FaultProxy", "S3_FAULTS"]
 S3_FAULTS: dict[str, tuple[int, str, str]] = {
     "slowdown": (503, "SlowDown", "Please reduce your request rate."),
     "internal": (500, "InternalError", "We encountered an internal error. Please try again."),
+    "denied": (403, "AccessDenied", "Access Denied"),
 }
+
+#: The stats counter of each answered error code.
+_KINDS = {code: kind for kind, (_status, code, _message) in S3_FAULTS.items()}
 
 #: Headers that belong to one hop (never forwarded either way).
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -70,13 +76,15 @@ class FaultProxy:
         methods: HTTP methods that may be faulted (default: all).
         first_attempt: ``(method, path, headers) -> bool``: requests whose first attempt is always
             answered ``503 SlowDown`` (then the rates apply).
+        refuse: ``(method, path, headers) -> bool``: requests always answered ``403 AccessDenied``.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
     """
 
     def __init__(self, upstream: str, *, slowdown_rate: float = 0.0, error_rate: float = 0.0, seed: int = 0,
                  max_consecutive: int | None = 2, methods: frozenset[str] | None = None,
-                 first_attempt: Callable[[str, str, Mapping[str, str]], bool] | None = None):
+                 first_attempt: Callable[[str, str, Mapping[str, str]], bool] | None = None,
+                 refuse: Callable[[str, str, Mapping[str, str]], bool] | None = None):
         parts = urlsplit(upstream)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"the upstream must be http://host:port, got {upstream!r}")
@@ -91,13 +99,15 @@ class FaultProxy:
         self._by_client: Counter[tuple[str, str, str]] = Counter()  # (client, method, outcome)
         self._fault_paths: list[tuple[str, str, str]] = []  # (method, path, code)
         self.configure(slowdown_rate=slowdown_rate, error_rate=error_rate, seed=seed,
-                       max_consecutive=max_consecutive, methods=methods, first_attempt=first_attempt)
+                       max_consecutive=max_consecutive, methods=methods, first_attempt=first_attempt,
+                       refuse=refuse)
 
     # -- configuration and stats ------------------------------------------------------------------
 
     def configure(self, *, slowdown_rate: float = 0.0, error_rate: float = 0.0, seed: int = 0,
                   max_consecutive: int | None = 2, methods: frozenset[str] | None = None,
-                  first_attempt: Callable[[str, str, Mapping[str, str]], bool] | None = None) -> None:
+                  first_attempt: Callable[[str, str, Mapping[str, str]], bool] | None = None,
+                  refuse: Callable[[str, str, Mapping[str, str]], bool] | None = None) -> None:
         """Change the faults (no argument switches them off); the per-request history restarts."""
         if not (0 <= slowdown_rate and 0 <= error_rate and slowdown_rate + error_rate <= 1):
             raise ValueError("fault rates must be >= 0 and sum to at most 1")
@@ -106,6 +116,7 @@ class FaultProxy:
             self.max_consecutive = max_consecutive
             self.methods = frozenset(m.upper() for m in methods) if methods else None
             self.first_attempt = first_attempt
+            self.refuse = refuse
             self._seen.clear()
             self._streak.clear()
 
@@ -118,13 +129,14 @@ class FaultProxy:
 
     @property
     def stats(self) -> dict[str, Any]:
-        """``requests``, ``forwarded``, ``faults``, ``slowdown``, ``internal``, ``first_attempt`` (the
-        faults of ``first_attempt``, among ``slowdown``), ``upstream_errors`` (requests the upstream
-        could not answer) and ``by_client`` (``{client: {method: {outcome: n}}}``)."""
+        """``requests``, ``forwarded``, ``faults``, ``slowdown``, ``internal``, ``denied`` (the
+        faults of ``refuse``), ``first_attempt`` (the faults of ``first_attempt``, among
+        ``slowdown``), ``upstream_errors`` (requests the upstream could not answer) and
+        ``by_client`` (``{client: {method: {outcome: n}}}``)."""
         with self._lock:
             out: dict[str, Any] = {k: self._counts.get(k, 0) for k in
-                                   ("requests", "forwarded", "faults", "slowdown", "internal", "first_attempt",
-                                    "upstream_errors")}
+                                   ("requests", "forwarded", "faults", "slowdown", "internal", "denied",
+                                    "first_attempt", "upstream_errors")}
             by_client: dict[str, dict[str, dict[str, int]]] = {}
             for (client, method, outcome), n in sorted(self._by_client.items()):
                 by_client.setdefault(client, {}).setdefault(method, {})[outcome] = n
@@ -195,7 +207,9 @@ class FaultProxy:
             allowed = self.methods is None or method in self.methods
             bounded = self.max_consecutive is not None and self._streak[key] >= self.max_consecutive
             path = urlsplit(target).path
-            if n == 0 and self.first_attempt is not None and self.first_attempt(method, path, headers or {}):
+            if self.refuse is not None and self.refuse(method, path, headers or {}):
+                fault = S3_FAULTS["denied"]
+            elif n == 0 and self.first_attempt is not None and self.first_attempt(method, path, headers or {}):
                 fault = S3_FAULTS["slowdown"]
                 self._counts["first_attempt"] += 1
             elif allowed and not bounded and (self.slowdown_rate or self.error_rate):
@@ -211,7 +225,7 @@ class FaultProxy:
             else:
                 self._streak[key] += 1
                 self._counts["faults"] += 1
-                self._counts["slowdown" if fault[1] == "SlowDown" else "internal"] += 1
+                self._counts[_KINDS[fault[1]]] += 1
                 self._by_client[(client, method, "fault")] += 1
                 self._fault_paths.append((method, path, fault[1]))
             return fault

@@ -39,6 +39,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import attrs
 import pytest
@@ -99,8 +100,15 @@ def _only_plugin(mp: pytest.MonkeyPatch, name: str, tmp: Path) -> None:
 
 
 def _data_upload(method: str, path: str, headers: Any) -> bool:
-    """An upload of a data file (not a server-side copy): its first attempt meets a SlowDown."""
-    return method == "PUT" and path.endswith((".pqt", ".parquet")) and "x-amz-copy-source" not in headers
+    """A data file arriving in a bucket: an upload, or a server-side copy from another bucket (a
+    mirror's S3 source copied into an S3 cache), not a copy inside one bucket (promotion). Its
+    first attempt meets a SlowDown."""
+    if method != "PUT" or not path.endswith((".pqt", ".parquet")):
+        return False
+    source = next((v for k, v in headers.items() if k.lower() == "x-amz-copy-source"), None)
+    if source is None:
+        return True
+    return unquote(source).lstrip("/").split("/", 1)[0] != path.lstrip("/").split("/", 1)[0]
 
 
 def _files_written(report: Any, name: str) -> int:

@@ -558,7 +558,10 @@ class Cache:
                 with checked:  # each local file opened once: its footer checked, then copied
                     keys = [self._target(k, run_id) for k in self.layout.partition_keys(spec, value, len(paths))]
                     size = checked.copy(self.backend, keys, staged=run_id is not None)
-                return {"rows": checked.rows, "bytes": size, "files": len(paths), "copied": len(paths)}
+                stats = {"rows": checked.rows, "bytes": size, "files": len(paths), "copied": len(paths)}
+                if checked.server_side:  # S3 to S3: copied by S3 itself
+                    stats["copied_server_side"] = checked.server_side
+                return stats
         rewrite = data.rewrite if data.rewrite is not None else (
             read_files(data.filesystem, paths) if paths else None)
         key = self._target(self.layout.partition_key(spec, value), run_id)

@@ -6,6 +6,12 @@ with their declared types, the partition key as text equal to the partition valu
 group. Copying is a byte copy (``sendfile`` between local files), no decoding or encoding; any
 other case is rewritten through the normal conform-and-encode path.
 
+Files of a pyarrow ``S3FileSystem`` copied into an S3 cache on the same S3 service are copied
+server-side (CopyObject: the bytes never pass through this machine, see
+:func:`_copy_server_side`); where the service refuses that (access denied, not supported), the
+files are streamed through this process as from any other remote source, and this process
+remembers not to ask again for that source and cache bucket.
+
 Per file, the work is kept to what the check needs: a local file is opened once (its footer is
 read through the descriptor its copy then uses), the verdict on a file's columns is made once per
 distinct schema (:class:`_Checker`), and copies between local files run one per CPU at a time
@@ -97,7 +103,26 @@ def _read_footer(filesystem: Any, path: str) -> tuple[Any, Any]:
     """
     import pyarrow as pa
 
-    source = pa.OSFile(path) if _local(filesystem) else filesystem.open_input_file(path)
+    return _parse_footer(pa.OSFile(path) if _local(filesystem) else filesystem.open_input_file(path))
+
+
+def _remote_footer(checked: CheckedFiles, filesystem: Any, path: str) -> tuple[Any, Any]:
+    """:func:`_read_footer` of a file of a remote filesystem, keeping its size in ``checked`` (the
+    bytes a server-side copy reports): known once the file is open (S3 answers it to the open's
+    HeadObject), no request more."""
+    source = filesystem.open_input_file(path)
+    try:
+        size = source.size()
+    except BaseException:
+        source.close()
+        raise
+    checked.sizes[len(checked.metas)] = size
+    return _parse_footer(source)
+
+
+def _parse_footer(source: Any) -> tuple[Any, Any]:
+    """``(parquet metadata, reader)`` of the parquet file open as ``source`` (see
+    :func:`_read_footer`), reading only its footer; closes ``source``."""
     try:
         try:
             from pyarrow._parquet import ParquetReader
@@ -223,7 +248,7 @@ def check_files(spec: TableSpec, value: str | None, filesystem: Any, paths: Sequ
                 if local:
                     meta, reader = _local_footer(checked, path)
                 else:
-                    meta, reader = _read_footer(filesystem, path)
+                    meta, reader = _remote_footer(checked, filesystem, path)
                 ok, leaf = checker.verdict(meta, reader)
             except (OSError, pa.ArrowInvalid):
                 checked.close()
@@ -241,7 +266,8 @@ def check_files(spec: TableSpec, value: str | None, filesystem: Any, paths: Sequ
 class CheckedFiles:
     """Files :func:`check_files` found conforming: the metadata of their footers and, for local
     files, the descriptors their footers were read through (kept for the copy, up to
-    :data:`_KEEP_OPEN`); :meth:`copy` copies and closes them, :meth:`close` only closes them."""
+    :data:`_KEEP_OPEN`), for remote files their sizes; :meth:`copy` copies and closes them,
+    :meth:`close` only closes them."""
 
     def __init__(self, filesystem: Any, paths: Sequence[str]):
         self.filesystem = filesystem
@@ -249,6 +275,10 @@ class CheckedFiles:
         self.metas: list[Any] = []
         #: path index -> (open descriptor, size) of local files kept open
         self.open: dict[int, tuple[int, int]] = {}
+        #: path index -> size of remote files (read with their footers)
+        self.sizes: dict[int, int] = {}
+        #: how many files :meth:`copy` copied server-side (S3 to S3)
+        self.server_side = 0
 
     @property
     def rows(self) -> int:
@@ -258,13 +288,20 @@ class CheckedFiles:
     def copy(self, backend: Any, keys: Sequence[str], staged: bool = False) -> int:
         """Copy each file to the matching key of ``backend``, byte for byte (then close the
         descriptors); returns the bytes copied. ``staged``: the keys are a sync run's staging
-        (written with the backend's ``open_write_staged``)."""
+        (written with the backend's ``open_write_staged``). Files of an S3 filesystem go
+        server-side into an S3 backend of the same service (counted in :attr:`server_side`)
+        unless the service refuses it (see :func:`_copy_server_side`)."""
         try:
             if len(keys) != len(self.paths):
                 raise ValueError(f"{len(self.paths)} files, {len(keys)} keys")
             total = 0
             open_write = _writer(backend, staged)
+            service = _server_side(self.filesystem, backend) if len(self.sizes) == len(self.paths) else None
             for i, (path, key) in enumerate(zip(self.paths, keys)):
+                if service is not None and _copy_server_side(backend, service, path, key):
+                    total += self.sizes[i]
+                    self.server_side += 1
+                    continue
                 held = self.open.get(i)
                 if held is None:
                     total += copy_files(backend, [key], self.filesystem, [path], staged)
@@ -408,6 +445,72 @@ def copy_files(backend: Any, keys: Sequence[str], filesystem: Any, paths: Sequen
                         out.write(chunk)
                         total += len(chunk)
     return total
+
+
+def _server_side(filesystem: Any, backend: Any) -> str | None:
+    """The S3 service of ``backend`` when files of ``filesystem`` can be copied into it
+    server-side (``filesystem`` a pyarrow ``S3FileSystem``, ``backend`` an S3 backend, both on
+    the same S3 service: see :meth:`bdc.backends.s3.S3Backend.same_service`), else ``None``."""
+    if _local(filesystem):
+        return None
+    from bdc.backends.s3 import S3Backend
+
+    if not isinstance(backend, S3Backend) or not backend.same_service(filesystem):
+        return None
+    return backend.service
+
+
+#: (S3 service, source bucket, cache bucket) where server-side copies were refused: streamed.
+_refused: set[tuple[str, str, str]] = set()
+_refused_lock = threading.Lock()
+
+
+def _copy_server_side(backend: Any, service: str, path: str, key: str) -> bool:
+    """Copy the S3 filesystem's ``path`` (``bucket/key``) to ``key`` of ``backend`` server-side;
+    ``False`` when it is to be streamed instead: the service refused it (:func:`_refusal`; then
+    this process streams every later file from that bucket into the cache's bucket, see
+    :func:`_refuse`), or the object was not found (the stream reports it). Transient failures
+    (throttling, 5xx, an unreachable endpoint) are raised: the run's retry policy retries them."""
+    bucket, _, source_key = path.removeprefix("s3://").partition("/")
+    where = (service, bucket, backend.bucket)
+    if not bucket or not source_key or where in _refused:
+        return False
+    try:
+        backend.copy_from(bucket, source_key, key)
+    except Exception as exc:
+        from bdc.errors import ObjectNotFoundError
+
+        if isinstance(exc, ObjectNotFoundError):
+            return False
+        if not _refusal(exc):
+            raise
+        _refuse(where, exc)
+        return False
+    return True
+
+
+def _refusal(exc: BaseException) -> bool:
+    """Whether a failed server-side copy is a refusal (AccessDenied, NoSuchBucket, NotImplemented,
+    InvalidRequest, ...: the copy is made by streaming instead), not a transient failure (what
+    :func:`bdc.runner.retry.is_transient` retries, or an unreachable endpoint)."""
+    from bdc.errors import BackendUnavailableError
+    from bdc.runner.retry import is_transient
+
+    return not isinstance(exc, BackendUnavailableError) and not is_transient(exc)
+
+
+def _refuse(where: tuple[str, str, str], exc: BaseException) -> None:
+    """Remember that ``where``'s server-side copies are refused; the first time, say so and why."""
+    with _refused_lock:
+        first = where not in _refused
+        _refused.add(where)
+    if first:
+        import logging
+
+        service, source, target = where
+        logging.getLogger(__name__).warning(
+            "server-side copies from s3://%s into s3://%s (%s) failed, streaming the files through "
+            "this machine instead: %s", source, target, service, exc)
 
 
 def _copy_fd(fd: int, size: int, out: Any) -> int:

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from bdc.backends.base import Backend, Fetched, ObjectInfo, object_headers
 from bdc.errors import BackendError, BackendUnavailableError, ObjectNotFoundError
 
-__all__ = ["S3Backend", "parse_s3_url", "endpoint_origin"]
+__all__ = ["S3Backend", "parse_s3_url", "endpoint_origin", "filesystem_service"]
 
 _SPOOL_BYTES = 64 * 1024 * 1024
 _CHUNK = 1024 * 1024
@@ -54,6 +54,54 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     if parts.scheme != "s3" or not parts.netloc:
         raise BackendError(f"Not an s3://bucket/prefix URL: {url!r}")
     return parts.netloc, parts.path.strip("/")
+
+
+def _aws_partition(region: str | None) -> str:
+    """The AWS partition of ``region``: bucket names are unique within a partition only."""
+    region = (region or "").lower()
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    parts = region.split("-")
+    if len(parts) > 1 and parts[1].startswith("iso"):
+        return f"aws-{parts[1]}"  # aws-iso, aws-isob, ...: each isolated partition on its own
+    return "aws"
+
+
+def _service(endpoint: str, region: str | None) -> str:
+    """Which S3 service an endpoint URL names: ``aws:{partition}`` for Amazon S3 (no endpoint, or
+    a host under ``amazonaws.com``), else ``scheme://host:port`` (default ports written out)."""
+    parts = urlsplit(endpoint)
+    host = (parts.hostname or "").lower()
+    if not host or f".{host}".endswith((".amazonaws.com", ".amazonaws.com.cn")):
+        return f"aws:{_aws_partition(region)}"
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme, 0)
+    except ValueError:  # not a port: compared as written
+        return endpoint.lower()
+    return f"{scheme}://{host}:{port}"
+
+
+def filesystem_service(filesystem: Any) -> str | None:
+    """Which S3 service a ``pyarrow.fs.S3FileSystem`` talks to (as :meth:`S3Backend.service`
+    names it), from its options (an empty ``endpoint_override`` is Amazon S3); ``None`` for any
+    other filesystem, or options this pyarrow does not show."""
+    import pyarrow.fs as pafs
+
+    if not isinstance(filesystem, pafs.S3FileSystem):
+        return None
+    try:
+        options = filesystem.__reduce__()[1][0]
+        override = str(options.get("endpoint_override") or "")
+        scheme = str(options.get("scheme") or "https")
+        region = options.get("region")
+    except Exception:  # noqa: BLE001 - another pyarrow: not known to be the same service
+        return None
+    if override and "://" not in override:
+        override = f"{scheme}://{override}"
+    return _service(override, region)
 
 
 def _is_not_found(exc: Exception) -> bool:
@@ -313,7 +361,18 @@ class S3Backend(Backend):
 
     def copy(self, source: str, target: str) -> None:
         """A server-side copy (CopyObject; multipart for large objects), with ``target``'s headers."""
-        copy_source = {"Bucket": self.bucket, "Key": self._key(source)}
+        self._copy_object({"Bucket": self.bucket, "Key": self._key(source)}, target, source)
+
+    def copy_from(self, bucket: str, key: str, target: str) -> None:
+        """A server-side copy of object ``key`` of ``bucket`` (another bucket of this backend's S3
+        service, or this one) to ``target``, with ``target``'s headers: CopyObject (multipart above
+        5 GB), the bytes never leave S3. This backend's credentials must be allowed to read the
+        source object (a public bucket allows it). :class:`BackendError` on failure."""
+        self._copy_object({"Bucket": bucket, "Key": key}, target, f"s3://{bucket}/{key}")
+
+    def _copy_object(self, copy_source: dict[str, str], target: str, source: str) -> None:
+        """CopyObject of ``copy_source`` to ``target`` (the managed multipart copy for objects
+        above 5 GB), with ``target``'s headers; ``source`` names the source in errors."""
         extra = {"MetadataDirective": "REPLACE", **object_headers(target)}
         try:
             try:  # one CopyObject from this thread (its retries counted where it was called)
@@ -328,6 +387,20 @@ class S3Backend(Backend):
             raise self._error("copying to " + target + " from", source, exc) from exc
         finally:
             self._changed(target)
+
+    @property
+    def service(self) -> str:
+        """Which S3 service this backend's client talks to: ``aws:{partition}`` for Amazon S3,
+        else the endpoint's ``scheme://host:port``."""
+        meta = self.client.meta
+        return _service(meta.endpoint_url or "", meta.region_name)
+
+    def same_service(self, filesystem: Any) -> bool:
+        """Whether ``filesystem`` is a ``pyarrow.fs.S3FileSystem`` talking to the S3 service this
+        backend's client talks to (same endpoint; on Amazon S3, the same partition), so that its
+        ``bucket/key`` paths name objects :meth:`copy_from` can copy. Any doubt: ``False``."""
+        found = filesystem_service(filesystem)
+        return found is not None and found == self.service
 
     def delete_prefix(self, prefix: str) -> int:
         """One listing, then DeleteObjects in batches of 1,000."""

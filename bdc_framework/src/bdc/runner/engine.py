@@ -166,6 +166,11 @@ def _ensure_catalog(specs: tuple[TableSpec, ...]) -> None:
             plugins.register(_CarriedTables(group), name=f"bdc-carried-{uuid.uuid4().hex[:12]}", distribution=dist)
 
 
+#: A partition write's stats -> the table's counters: files published as byte copies, and of
+#: them those S3 copied itself (server-side, from an S3 source into an S3 cache).
+_COPY_COUNTERS = (("copied", "files_copied"), ("copied_server_side", "files_copied_server_side"))
+
+
 def run_partition(task: PartitionTask, cache: Cache | None = None) -> list[PartitionOutcome]:
     """Build a task's partitions and write them (and their side tables') straight to the backend."""
     if cache is None:
@@ -206,8 +211,9 @@ def run_partition(task: PartitionTask, cache: Cache | None = None) -> list[Parti
             outcomes.append(PartitionError((value,), exc, ctx.retries - retries_before))
             continue
         counters = dict(ctx.counters) if not outcomes else {}
-        if stats.get("copied"):
-            counters["files_copied"] = counters.get("files_copied", 0) + stats["copied"]
+        for stat, counter in _COPY_COUNTERS:
+            if stats.get(stat):
+                counters[counter] = counters.get(counter, 0) + stats[stat]
         outcomes.append(PartitionOutcome(value, stats["rows"], stats["bytes"], ctx.retries - retries_before, begun,
                                          time.time(), side_rows, counters))
     # retries spent on the shared fetch are counted once, on the first partition
