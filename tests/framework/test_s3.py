@@ -135,12 +135,15 @@ def test_copy_from_another_bucket(s3_url: str, s3_env: str) -> None:
 
     client = boto3.client("s3", endpoint_url=s3_env)
     client.create_bucket(Bucket="bdc-copy-source")
-    client.put_object(Bucket="bdc-copy-source", Key="a/b.parquet", Body=b"PAR1 bytes PAR1", ContentType="text/plain")
+    client.put_object(Bucket="bdc-copy-source", Key="a/b.parquet", Body=b"PAR1 bytes PAR1", ContentType="text/plain",
+                      Tagging="owner=upstream")
     backend = S3Backend(s3_url)
     backend.copy_from("bdc-copy-source", "a/b.parquet", "t/data.parquet")
     assert backend.read_bytes("t/data.parquet") == b"PAR1 bytes PAR1"
     head = client.head_object(Bucket=backend.bucket, Key=backend._key("t/data.parquet"))
     assert (head["ContentType"], head["CacheControl"]) == ("application/vnd.apache.parquet", "no-cache")
+    # the source's tags are not copied (nor read: s3:GetObjectTagging is not needed on the source)
+    assert client.get_object_tagging(Bucket=backend.bucket, Key=backend._key("t/data.parquet"))["TagSet"] == []
     with pytest.raises(ObjectNotFoundError):
         backend.copy_from("bdc-copy-source", "a/missing.parquet", "t/x.parquet")
     with pytest.raises(BackendError, match="failed"):

@@ -373,7 +373,9 @@ class S3Backend(Backend):
     def _copy_object(self, copy_source: dict[str, str], target: str, source: str) -> None:
         """CopyObject of ``copy_source`` to ``target`` (the managed multipart copy for objects
         above 5 GB), with ``target``'s headers; ``source`` names the source in errors."""
-        extra = {"MetadataDirective": "REPLACE", **object_headers(target)}
+        # the target's own headers and no tags: nor does a copy then need to read the source's
+        # tags (s3:GetObjectTagging, which a public bucket may not grant)
+        extra = {"MetadataDirective": "REPLACE", "TaggingDirective": "REPLACE", **object_headers(target)}
         try:
             try:  # one CopyObject from this thread (its retries counted where it was called)
                 self.client.copy_object(CopySource=copy_source, Bucket=self.bucket, Key=self._key(target), **extra)
