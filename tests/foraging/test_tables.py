@@ -235,7 +235,56 @@ def test_incremental_change_add_remove(source_db, file_cache):
     full = sync(file_cache, full=True)
     n = len(after.subject_ids)
     assert built(full) == {TRIALS: (n, 0), EVENTS: (n, 0)}
-    assert full.table(SESSIONS).counters == {}
+    assert full.table(SESSIONS).counters == {"files_copied": 1}  # the source file, copied as it is
+
+
+def test_session_table_is_the_source_file_when_it_conforms_else_rewritten(source_db, file_cache):
+    """A session table whose footer shows the declared columns and types is published byte for byte
+    (counter ``files_copied``); one that does not (``nwb_suffix`` as int32, say an older writer's)
+    is read and written with the declared types, every other column and value kept."""
+    source = Path(source_db.root) / "session_table.parquet"
+    report = sync(file_cache)
+    assert report.table(SESSIONS).counters == {"files_copied": 1}
+    assert Path(file_cache.location(SESSIONS)).read_bytes() == source.read_bytes()
+
+    table = pq.read_table(source)
+    i = table.schema.get_field_index("nwb_suffix")
+    narrow = table.set_column(i, pa.field("nwb_suffix", pa.int32()), table.column(i).cast(pa.int32()))
+    pq.write_table(narrow, source)
+    report = sync(file_cache)
+    assert report.table(SESSIONS).status == "ok" and "files_copied" not in report.table(SESSIONS).counters
+    published = file_cache.get("df_sessions", arrow=True)
+    assert published.schema.field("nwb_suffix").type == pa.int64()
+    assert published.column_names == table.column_names  # the source's column order
+    assert published.select(table.column_names).equals(table.replace_schema_metadata(None))
+    assert built(report) == {TRIALS: (0, 0), EVENTS: (0, 0)}  # same subjects, same files
+
+
+def test_a_table_with_a_key_cannot_be_built_from_parquet_files(bdc_cache, tmp_path):
+    """ParquetFiles are written as they are: a table whose rows the framework would reorder (a
+    key) or change (finalize) gets a clear error, and nothing is published."""
+    import bdc
+    from bdc import plugins
+    from bdc.build import ParquetFiles
+    from bdc.spec import TableSpec
+
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"k": ["b", "a"]}), path)
+
+    class Plugin:
+        @bdc.hookimpl
+        def bdc_tables(self):
+            return [TableSpec("keyed_files", "rows from a file", [("k", "string", "key")], key="k",
+                              build=lambda ctx: ParquetFiles([str(path)]))]
+
+    name = plugins.register(Plugin(), name="keyed-files")
+    try:
+        report = bdc.sync(bdc_cache, only=["keyed_files"])
+    finally:
+        plugins.unregister(name)
+    table = report.table("keyed_files")
+    assert table.status == "failed" and "cannot be built from ParquetFiles" in (table.error or "")
+    assert "keyed_files" not in {e.get("name") for e in bdc_cache.registry()["tables"]}
 
 
 def test_session_subjects_come_from_the_session_build(source_db, file_cache):

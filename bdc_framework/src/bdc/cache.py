@@ -506,14 +506,19 @@ class Cache:
         return key if run_id is None else self.layout.staged_key(run_id, key)
 
     def write_table(self, spec: TableSpec, data: Any, *, run_id: str | None = None) -> dict[str, int]:
-        """Conform and write an unpartitioned table's data (not yet in the registry).
+        """Conform and write an unpartitioned table's data (not yet in the registry): a table,
+        frame, rows, or :class:`bdc.build.ParquetFiles` (one file that conforms is copied as it
+        is; otherwise the files are read, unioned by name, and written as one).
 
         ``run_id``: stage it for that sync run (see :meth:`publish` and :meth:`promote`).
         """
+        from bdc.build import ParquetFiles
         from bdc.frames import conform_encoded
 
         if spec.partitioned:
             raise BdcError(f"Table {spec.name!r} is partitioned; use write_partition")
+        if isinstance(data, ParquetFiles):
+            return self._write_files(spec, None, data, run_id)
         rows, size = self._store(self._target(self.layout.table_key(spec), run_id), *conform_encoded(spec, data),
                                  staged=run_id is not None)
         return {"rows": rows, "bytes": size, "files": 1}
@@ -546,17 +551,22 @@ class Cache:
                     self.backend.delete(info.key)
         return stats
 
-    def _write_files(self, spec: TableSpec, value: str, data: Any, run_id: str | None) -> dict[str, int]:
-        """A partition from existing parquet files: copied when they conform, else rewritten."""
+    def _write_files(self, spec: TableSpec, value: str | None, data: Any, run_id: str | None) -> dict[str, int]:
+        """A partition (``value``), or an unpartitioned table (``None``), from existing parquet
+        files: copied when they conform (an unpartitioned table: one file), else rewritten."""
         from bdc.copying import check_files, local_slot, read_files
         from bdc.frames import conform_batches
 
         paths = list(data.paths)
+        if value is None:
+            published = [self.layout.table_key(spec)] if len(paths) == 1 else []
+        else:
+            published = self.layout.partition_keys(spec, value, len(paths))
         with local_slot(data.filesystem, self.backend):  # local copies: one per CPU at a time
-            checked = check_files(spec, value, data.filesystem, paths) if paths else None
+            checked = check_files(spec, value, data.filesystem, paths) if paths and published else None
             if checked is not None:
                 with checked:  # each local file opened once: its footer checked, then copied
-                    keys = [self._target(k, run_id) for k in self.layout.partition_keys(spec, value, len(paths))]
+                    keys = [self._target(k, run_id) for k in published]
                     size = checked.copy(self.backend, keys, staged=run_id is not None)
                 stats = {"rows": checked.rows, "bytes": size, "files": len(paths), "copied": len(paths)}
                 if checked.server_side:  # S3 to S3: copied by S3 itself
@@ -564,7 +574,8 @@ class Cache:
                 return stats
         rewrite = data.rewrite if data.rewrite is not None else (
             read_files(data.filesystem, paths) if paths else None)
-        key = self._target(self.layout.partition_key(spec, value), run_id)
+        key = self._target(self.layout.partition_key(spec, value) if value is not None else self.layout.table_key(spec),
+                           run_id)
         if _is_stream(rewrite):
             schema = None if spec.extra_columns else spec.arrow_schema()
             rows, size = self._write(key, conform_batches(spec, rewrite, value), schema, run_id is not None)

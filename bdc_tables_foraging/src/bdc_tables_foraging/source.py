@@ -105,13 +105,16 @@ class ForagingSource:
             raise FileNotFoundError(f"No {SESSION_FILE} under {self.base}")
         return _digest(_FORMAT, self.base, SESSION_FILE, _file_token(info))
 
-    def read_sessions(self) -> Any:
-        """The whole session table (every column), as a ``pyarrow.Table``."""
+    def read_sessions(self, columns: list[str] | None = None) -> Any:
+        """The session table as a ``pyarrow.Table``: every column, or those of ``columns`` it has."""
         import pyarrow.parquet as pq
 
         with transient_errors():
             with self.filesystem.open_input_file(self.path(SESSION_FILE)) as fh:
-                return pq.ParquetFile(fh).read(use_threads=False)
+                parquet = pq.ParquetFile(fh)
+                if columns is not None:
+                    columns = [c for c in columns if c in parquet.schema_arrow.names]
+                return parquet.read(columns=columns, use_threads=False)
 
     # -- partitions ------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """The three dynamic-foraging mirrors: their specs and build functions (TABLES.md §2.18).
 
-* ``platform_dynamic_foraging_sessions`` (``df_sessions``): the whole session table, every column.
+* ``platform_dynamic_foraging_sessions`` (``df_sessions``): the whole session table, every column
+  (the source file copied byte for byte when its footer shows it conforms, else rewritten).
   Its source fingerprint and its subjects are kept in the build state; when the source file did
   not change, the build returns the published table instead of reading the source again.
 * ``platform_dynamic_foraging_trials`` / ``_events`` (``df_trials`` / ``df_events``): one partition
@@ -27,7 +28,14 @@ import threading
 from typing import Any
 
 from bdc_tables_foraging.columns import EVENT_COLUMNS, SESSION_COLUMNS, TRIAL_COLUMNS
-from bdc_tables_foraging.source import EVENT_TABLE, PARTITION_KEY, TRIAL_TABLE, ForagingSource, foraging_base
+from bdc_tables_foraging.source import (
+    EVENT_TABLE,
+    PARTITION_KEY,
+    SESSION_FILE,
+    TRIAL_TABLE,
+    ForagingSource,
+    foraging_base,
+)
 
 __all__ = [
     "SESSIONS",
@@ -57,11 +65,14 @@ PARTITION_FILE = "data.parquet"
 def build_sessions(ctx: Any) -> Any:
     """The whole upstream session table, or :data:`bdc.UNCHANGED` when the source file did not change.
 
-    Returns a :class:`bdc.BuildResult` whose state holds the source fingerprint (base, size,
-    modification time of ``session_table.parquet``) and the table's subjects with the run that
-    built it (see :func:`session_subjects`).
+    The table is ``session_table.parquet`` itself as :class:`bdc.ParquetFiles`: the framework
+    copies it byte for byte when its footer shows it already is what the table publishes, else
+    reads and writes it conformed. Returns a :class:`bdc.BuildResult` whose state holds the
+    source fingerprint (base, size, modification time of ``session_table.parquet``) and the
+    table's subjects (its ``subject_id`` column alone, read here) with the run that built it (see
+    :func:`session_subjects`).
     """
-    from bdc.build import UNCHANGED, BuildResult
+    from bdc.build import UNCHANGED, BuildResult, ParquetFiles
 
     source = ForagingSource.open()
     fingerprint = ctx.call(source.session_fingerprint)
@@ -71,11 +82,10 @@ def build_sessions(ctx: Any) -> Any:
         if "subjects" in ctx.state:  # the published table is the one these subjects came from
             state.update(run_id=ctx.state.get("run_id"), subjects=ctx.state["subjects"])
         return BuildResult(data=UNCHANGED, state=state)
-    table = ctx.call(source.read_sessions)
-    subjects = _subjects_of(table)
+    subjects = _subjects_of(ctx.call(source.read_sessions, [PARTITION_KEY]))
     if subjects is not None and ctx.run_id:
         state.update(run_id=ctx.run_id, subjects=subjects)
-    return BuildResult(data=table, state=state)
+    return BuildResult(data=ParquetFiles([source.path(SESSION_FILE)], source.filesystem), state=state)
 
 
 # -- trials and events ------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from bdc.build import UNCHANGED, BuildContext, BuildResult, Delta
+from bdc.build import UNCHANGED, BuildContext, BuildResult, Delta, ParquetFiles
 from bdc.cache import Cache
 from bdc.hookspecs import hookimpl
 from bdc.names import check_partition_value
@@ -406,6 +406,7 @@ class Runner:
                 "retries": tr.retries}
 
     def _build_whole(self, spec: TableSpec, ctx: BuildContext, tr: TableReport, sides: tuple[TableSpec, ...]) -> None:
+        from bdc.errors import SpecError
         from bdc.frames import conform
 
         data, new_state, side = _unpack(ctx.call(spec.build, ctx))
@@ -421,6 +422,11 @@ class Runner:
             raise ValueError(f"{spec.name}: build returned UNCHANGED but the table was never published")
         if isinstance(data, Delta):
             table = self._merge(spec, ctx, data)
+        elif isinstance(data, ParquetFiles):  # written as they are when they conform (Cache.write_table)
+            if spec.finalize is not None or spec.key:
+                raise SpecError(f"{spec.name}: a table with a key or a finalize step cannot be built from "
+                                f"ParquetFiles (its rows are reordered or changed); return a table instead")
+            table = data
         else:
             table = conform(spec, data)
             if spec.finalize is not None:
@@ -430,6 +436,9 @@ class Runner:
         stats = ctx.call(self.cache.write_table, spec, table, run_id=run)
         side_stats = {s.name: ctx.call(self.cache.write_table, s, side.get(s.name), run_id=run) for s in sides}
         tr.rows, tr.bytes, tr.retries, tr.counters = stats["rows"], stats["bytes"], ctx.retries, dict(ctx.counters)
+        for stat, counter in _COPY_COUNTERS:
+            if stats.get(stat):
+                tr.counters[counter] = tr.counters.get(counter, 0) + stats[stat]
         tr.status = "ok"
         ctx.call(self.cache.publish, spec, self._build_info(tr), run_id=run)
         for s in sides:
