@@ -171,6 +171,13 @@ def _ensure_catalog(specs: tuple[TableSpec, ...]) -> None:
 _COPY_COUNTERS = (("copied", "files_copied"), ("copied_server_side", "files_copied_server_side"))
 
 
+def _count_copies(counters: dict[str, int], stats: Mapping[str, Any]) -> None:
+    """Add a write's byte copies (its ``stats``) to a table's ``counters``."""
+    for stat, counter in _COPY_COUNTERS:
+        if stats.get(stat):
+            counters[counter] = counters.get(counter, 0) + stats[stat]
+
+
 def run_partition(task: PartitionTask, cache: Cache | None = None) -> list[PartitionOutcome]:
     """Build a task's partitions and write them (and their side tables') straight to the backend."""
     if cache is None:
@@ -211,9 +218,7 @@ def run_partition(task: PartitionTask, cache: Cache | None = None) -> list[Parti
             outcomes.append(PartitionError((value,), exc, ctx.retries - retries_before))
             continue
         counters = dict(ctx.counters) if not outcomes else {}
-        for stat, counter in _COPY_COUNTERS:
-            if stats.get(stat):
-                counters[counter] = counters.get(counter, 0) + stats[stat]
+        _count_copies(counters, stats)
         outcomes.append(PartitionOutcome(value, stats["rows"], stats["bytes"], ctx.retries - retries_before, begun,
                                          time.time(), side_rows, counters))
     # retries spent on the shared fetch are counted once, on the first partition
@@ -436,9 +441,7 @@ class Runner:
         stats = ctx.call(self.cache.write_table, spec, table, run_id=run)
         side_stats = {s.name: ctx.call(self.cache.write_table, s, side.get(s.name), run_id=run) for s in sides}
         tr.rows, tr.bytes, tr.retries, tr.counters = stats["rows"], stats["bytes"], ctx.retries, dict(ctx.counters)
-        for stat, counter in _COPY_COUNTERS:
-            if stats.get(stat):
-                tr.counters[counter] = tr.counters.get(counter, 0) + stats[stat]
+        _count_copies(tr.counters, stats)
         tr.status = "ok"
         ctx.call(self.cache.publish, spec, self._build_info(tr), run_id=run)
         for s in sides:
