@@ -558,8 +558,9 @@ class Cache:
         from bdc.frames import conform_batches
 
         paths = list(data.paths)
+        single = self.layout.table_key(spec) if value is None else self.layout.partition_key(spec, value)
         if value is None:
-            published = [self.layout.table_key(spec)] if len(paths) == 1 else []
+            published = [single] if len(paths) == 1 else []
         else:
             published = self.layout.partition_keys(spec, value, len(paths))
         with local_slot(data.filesystem, self.backend):  # local copies: one per CPU at a time
@@ -574,8 +575,7 @@ class Cache:
                 return stats
         rewrite = data.rewrite if data.rewrite is not None else (
             read_files(data.filesystem, paths) if paths else None)
-        key = self._target(self.layout.partition_key(spec, value) if value is not None else self.layout.table_key(spec),
-                           run_id)
+        key = self._target(single, run_id)
         if _is_stream(rewrite):
             schema = None if spec.extra_columns else spec.arrow_schema()
             rows, size = self._write(key, conform_batches(spec, rewrite, value), schema, run_id is not None)

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from bdc.errors import BackendUnavailableError, ObjectNotFoundError
 from bdc.spec import TableSpec
 
 __all__ = ["CheckedFiles", "check_files", "conforming", "copy_files", "local_slot", "read_files"]
@@ -477,11 +478,9 @@ def _copy_server_side(backend: Any, service: str, path: str, key: str) -> bool:
         return False
     try:
         backend.copy_from(bucket, source_key, key)
+    except ObjectNotFoundError:
+        return False  # streamed: the stream reports the missing file
     except Exception as exc:
-        from bdc.errors import ObjectNotFoundError
-
-        if isinstance(exc, ObjectNotFoundError):
-            return False
         if not _refusal(exc):
             raise
         _refuse(where, exc)
@@ -493,7 +492,6 @@ def _refusal(exc: BaseException) -> bool:
     """Whether a failed server-side copy is a refusal (AccessDenied, NoSuchBucket, NotImplemented,
     InvalidRequest, ...: the copy is made by streaming instead), not a transient failure (what
     :func:`bdc.runner.retry.is_transient` retries, or an unreachable endpoint)."""
-    from bdc.errors import BackendUnavailableError
     from bdc.runner.retry import is_transient
 
     return not isinstance(exc, BackendUnavailableError) and not is_transient(exc)
