@@ -286,7 +286,8 @@ def test_incremental_delta_and_fingerprints_then_full_rebuild_gives_the_same_byt
     # nothing changed: nothing rebuilt
     third = run(cache)
     assert third.ok
-    assert third.table("sync_subjects").counters == {"upserts": 0, "deletes": 0}
+    # (the merged table holds the published bytes: the file is left as it is)
+    assert third.table("sync_subjects").counters == {"upserts": 0, "deletes": 0, "files_unchanged": 1}
     assert third.table("sync_sessions").status == "unchanged"
     assert third.table("sync_sessions").partitions_built == 0
 
@@ -298,9 +299,15 @@ def test_incremental_delta_and_fingerprints_then_full_rebuild_gives_the_same_byt
         assert rows_of(fresh, name) == rows_of(cache, name), name
         assert files_of(cache, name) == files_of(fresh, name), name  # keys are relative to each root
     # and --full on the incremental cache rebuilds every partition, to the same bytes
+    spec = cache.spec("sync_sessions")
+    inodes = {v: os.stat(cache.backend.local_path(cache.layout.partition_key(spec, v))).st_ino for v in subjects}
     rebuilt = run(cache, full=True)
     assert rebuilt.table("sync_sessions").partitions_built == len(subjects)
     assert files_of(cache, "sync_sessions") == files_of(fresh, "sync_sessions")
+    # ... and leaves each file that already held those bytes as it was: the same file, not a copy
+    assert rebuilt.table("sync_sessions").counters.get("files_unchanged") == len(subjects)
+    assert {v: os.stat(cache.backend.local_path(cache.layout.partition_key(spec, v))).st_ino
+            for v in subjects} == inodes
 
 
 def test_fingerprints_compare_as_the_state_stores_them(cache: Cache, bdc_plugin: Callable[..., str]) -> None:

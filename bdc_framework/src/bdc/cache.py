@@ -495,11 +495,23 @@ class Cache:
             size = fh.tell()
         return rows, size
 
-    def _store(self, key: str, rows: int, payload: Any, staged: bool = False) -> tuple[int, int]:
-        """Store an encoded parquet file (see :func:`bdc.frames.conform_encoded`); returns (rows, bytes)."""
-        with self._open_write(key, staged) as fh:
+    def _store(self, key: str, rows: int, payload: Any, run_id: str | None = None,
+               current: Sequence[ObjectInfo] | None = None) -> dict[str, int]:
+        """Store an encoded parquet file (see :func:`bdc.frames.conform_encoded`) as the object
+        published as ``key`` (staged for run ``run_id``); returns its stats.
+
+        When ``key`` already holds exactly these bytes nothing is written (stat ``unchanged``):
+        the published file stays as it is, the same inode on disk, the same object on S3, so a
+        reader of the layout is not disturbed by a sync that changes nothing, and the sync makes
+        no write (on S3 no upload, no copy, no delete) for it. ``current``: the files published
+        under the partition or table now, as a listing gave them (``None``: looked up here).
+        """
+        held = current[0] if current is not None and len(current) == 1 and current[0].key == key else None
+        if (current is None or held is not None) and self.backend.holds(key, payload, held):
+            return {"rows": rows, "bytes": payload.size, "files": 1, "unchanged": 1}
+        with self._open_write(self._target(key, run_id), run_id is not None) as fh:
             fh.write(payload)
-        return rows, payload.size
+        return {"rows": rows, "bytes": payload.size, "files": 1}
 
     def _target(self, key: str, run_id: str | None) -> str:
         """Where to write the object published as ``key``: there, or in run ``run_id``'s staging."""
@@ -519,31 +531,34 @@ class Cache:
             raise BdcError(f"Table {spec.name!r} is partitioned; use write_partition")
         if isinstance(data, ParquetFiles):
             return self._write_files(spec, None, data, run_id)
-        rows, size = self._store(self._target(self.layout.table_key(spec), run_id), *conform_encoded(spec, data),
-                                 staged=run_id is not None)
-        return {"rows": rows, "bytes": size, "files": 1}
+        return self._store(self.layout.table_key(spec), *conform_encoded(spec, data), run_id)
 
-    def write_partition(self, spec: TableSpec, value: str, data: Any, *, run_id: str | None = None) -> dict[str, int]:
+    def write_partition(self, spec: TableSpec, value: str, data: Any, *, run_id: str | None = None,
+                        current: Sequence[ObjectInfo] | None = None) -> dict[str, int]:
         """Conform and write one partition (a table, frame, rows, a stream of record batches, or
         :class:`bdc.build.ParquetFiles`).
 
         ``run_id``: stage it for that sync run; without, it replaces the partition's files in place
-        (readers of the registry see it once the table is published again).
+        (readers of the registry see it once the table is published again). A partition whose one
+        published file already holds the bytes is left as it is (see :meth:`_store`; ``current``:
+        the partition's published files as a listing of the table gave them, else listed here).
         """
         from bdc.build import ParquetFiles
         from bdc.frames import conform_batches, conform_encoded
 
         value = check_partition_value(value, spec.partition_key or "partition")
         if isinstance(data, ParquetFiles):
-            stats = self._write_files(spec, value, data, run_id)
+            stats = self._write_files(spec, value, data, run_id, current)
         else:
-            key = self._target(self.layout.partition_key(spec, value), run_id)
+            key = self.layout.partition_key(spec, value)
             if _is_stream(data):
                 schema = None if spec.extra_columns else spec.arrow_schema()  # extras: the first batch's schema
-                rows, size = self._write(key, conform_batches(spec, data, value), schema, run_id is not None)
+                rows, size = self._write(self._target(key, run_id), conform_batches(spec, data, value), schema,
+                                         run_id is not None)
+                stats = {"rows": rows, "bytes": size, "files": 1}
             else:
-                rows, size = self._store(key, *conform_encoded(spec, data, value), staged=run_id is not None)
-            stats = {"rows": rows, "bytes": size, "files": 1}
+                encoded = conform_encoded(spec, data, value)
+                stats = self._store(key, *encoded, run_id, self._published_files(spec, value, current))
         if run_id is None:  # fewer files than before: drop the others
             keep = set(self.layout.partition_keys(spec, value, stats["files"]))
             for info in self.backend.list(self.layout.partition_prefix(spec, value)):
@@ -551,9 +566,19 @@ class Cache:
                     self.backend.delete(info.key)
         return stats
 
-    def _write_files(self, spec: TableSpec, value: str | None, data: Any, run_id: str | None) -> dict[str, int]:
+    def _published_files(self, spec: TableSpec, value: str,
+                         current: Sequence[ObjectInfo] | None) -> Sequence[ObjectInfo]:
+        """The files published under one partition now: ``current`` when a listing gave them."""
+        if current is not None:
+            return current
+        return [info for info in self.backend.list(self.layout.partition_prefix(spec, value))
+                if self.layout.partition_value(spec, info.key) == value]
+
+    def _write_files(self, spec: TableSpec, value: str | None, data: Any, run_id: str | None,
+                     current: Sequence[ObjectInfo] | None = None) -> dict[str, int]:
         """A partition (``value``), or an unpartitioned table (``None``), from existing parquet
-        files: copied when they conform (an unpartitioned table: one file), else rewritten."""
+        files: copied when they conform (an unpartitioned table: one file), else rewritten
+        (unless the published file already holds the rewritten bytes, see :meth:`_store`)."""
         from bdc.copying import check_files, local_slot, read_files
         from bdc.frames import conform_batches
 
@@ -575,15 +600,15 @@ class Cache:
                 return stats
         rewrite = data.rewrite if data.rewrite is not None else (
             read_files(data.filesystem, paths) if paths else None)
-        key = self._target(single, run_id)
         if _is_stream(rewrite):
             schema = None if spec.extra_columns else spec.arrow_schema()
-            rows, size = self._write(key, conform_batches(spec, rewrite, value), schema, run_id is not None)
-        else:
-            from bdc.frames import conform_encoded
+            rows, size = self._write(self._target(single, run_id), conform_batches(spec, rewrite, value), schema,
+                                     run_id is not None)
+            return {"rows": rows, "bytes": size, "files": 1}
+        from bdc.frames import conform_encoded
 
-            rows, size = self._store(key, *conform_encoded(spec, rewrite, value), staged=run_id is not None)
-        return {"rows": rows, "bytes": size, "files": 1}
+        encoded = conform_encoded(spec, rewrite, value)
+        return self._store(single, *encoded, run_id, None if value is None else self._published_files(spec, value, current))
 
     def drop_staged_partition(self, spec: TableSpec, value: str, run_id: str) -> int:
         """Delete the files run ``run_id`` staged for one partition (an attempt that failed part

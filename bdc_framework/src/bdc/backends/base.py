@@ -11,7 +11,8 @@ import attrs
 
 from bdc.errors import ObjectNotFoundError
 
-__all__ = ["Backend", "ObjectInfo", "Fetched", "object_headers", "is_immutable", "PARQUET_CONTENT_TYPE"]
+__all__ = ["Backend", "ObjectInfo", "Fetched", "object_headers", "is_immutable", "byte_view",
+           "PARQUET_CONTENT_TYPE"]
 
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 
@@ -68,6 +69,13 @@ def object_headers(key: str) -> dict[str, str]:
     else:
         cache_control = REVALIDATE
     return {"ContentType": content_type, "CacheControl": cache_control}
+
+
+def byte_view(data: Any) -> memoryview:
+    """``data`` (bytes, a ``pyarrow.Buffer``, any bytes-like object) as a flat view of unsigned
+    bytes, which compares equal to another such view, or to ``bytes``, exactly when the bytes are."""
+    view = memoryview(data)
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
 
 
 def is_immutable(key: str) -> bool:
@@ -130,6 +138,20 @@ class Backend(abc.ABC):
         """Write ``data`` to ``key`` atomically."""
         with self.open_write(key) as fh:
             fh.write(data)
+
+    def holds(self, key: str, data: Any, info: ObjectInfo | None = None) -> bool:
+        """Whether ``key`` holds exactly the bytes ``data`` (any bytes-like object), so writing
+        them again would change nothing. ``info``: the object as a listing gave it (saves a
+        lookup; a size that differs answers at once). This default reads the object and compares;
+        stores override it with a cheaper test. Absent (or unreadable as an object) is ``False``."""
+        view = byte_view(data)
+        if info is not None and info.size != len(view):
+            return False
+        try:
+            stored = self.read_bytes(key)
+        except ObjectNotFoundError:
+            return False
+        return len(stored) == len(view) and memoryview(stored) == view
 
     @abc.abstractmethod
     def info(self, key: str) -> ObjectInfo:

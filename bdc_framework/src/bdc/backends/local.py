@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
-from bdc.backends.base import Backend, ObjectInfo
+from bdc.backends.base import Backend, ObjectInfo, byte_view
 from bdc.errors import BackendError, InvalidNameError, ObjectNotFoundError
 
 __all__ = ["LocalBackend"]
@@ -208,6 +208,29 @@ class LocalBackend(Backend):
             except OSError:
                 break
             folder = folder.parent
+
+    def holds(self, key: str, data: Any, info: ObjectInfo | None = None) -> bool:
+        """Whether the file holds exactly ``data``: its size, then its bytes (one read)."""
+        view = byte_view(data)
+        if info is not None and info.size != len(view):
+            return False
+        try:
+            fd = os.open(self._file(key), os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return False
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size != len(view):
+                return False
+            stored = os.read(fd, len(view) + 1) if view else b""
+            while len(stored) < len(view):  # a short read (large files): read on
+                more = os.read(fd, len(view) + 1 - len(stored))
+                if not more:
+                    break
+                stored += more
+        finally:
+            os.close(fd)
+        return len(stored) == len(view) and stored == view
 
     def info(self, key: str) -> ObjectInfo:
         """``stat`` of the file."""

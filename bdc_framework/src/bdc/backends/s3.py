@@ -14,13 +14,14 @@ machine never serves its old copy of an object this process changed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import tempfile
 import threading
 from collections.abc import Iterator
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from bdc.backends.base import Backend, Fetched, ObjectInfo, object_headers
+from bdc.backends.base import Backend, Fetched, ObjectInfo, byte_view, object_headers
 from bdc.errors import BackendError, BackendUnavailableError, ObjectNotFoundError
 
 __all__ = ["S3Backend", "parse_s3_url", "endpoint_origin", "filesystem_service"]
@@ -327,6 +328,22 @@ class S3Backend(Backend):
             raise self._error("writing", key, exc) from exc
         finally:
             self._changed(key)
+
+    def holds(self, key: str, data: Any, info: ObjectInfo | None = None) -> bool:
+        """Whether the object holds exactly ``data``, from its size and ETag (HeadObject unless
+        ``info`` gives them), never its bytes: an object stored in one part, unencrypted or
+        SSE-S3, has the MD5 of its bytes as ETag. Any other ETag (multipart, SSE-KMS) answers
+        ``False``: the bytes are written again."""
+        view = byte_view(data)
+        if info is None:
+            try:
+                info = self.info(key)
+            except ObjectNotFoundError:
+                return False
+        etag = (info.etag or "").strip('"').lower()
+        if info.size != len(view) or len(etag) != 32 or any(c not in "0123456789abcdef" for c in etag):
+            return False
+        return hashlib.md5(view, usedforsecurity=False).hexdigest() == etag
 
     def info(self, key: str) -> ObjectInfo:
         """HeadObject."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from bdc.backends import ObjectInfo
 from bdc.build import UNCHANGED, BuildContext, BuildResult, Delta, ParquetFiles
 from bdc.cache import Cache
 from bdc.hookspecs import hookimpl
@@ -63,6 +64,10 @@ class PartitionTask:
     #: For workers in other processes: the specs the build may read (its own, its dependencies'),
     #: declared there if the worker's catalog lacks them (plugins registered in-process).
     known_specs: tuple[TableSpec, ...] = ()
+    #: The files published under each of the task's partitions when the run listed the table
+    #: (table name → partition value → files; a side table's too), so a write can tell without a
+    #: request whether the published file already holds its bytes. ``None``: not listed.
+    published: Mapping[str, Mapping[str, tuple[ObjectInfo, ...]]] | None = None
 
 
 @attrs.frozen
@@ -168,12 +173,14 @@ def _ensure_catalog(specs: tuple[TableSpec, ...]) -> None:
 
 #: A partition write's stats -> the table's counters: files published as byte copies, and of
 #: them those S3 copied itself (server-side, from an S3 source into an S3 cache).
-_COPY_COUNTERS = (("copied", "files_copied"), ("copied_server_side", "files_copied_server_side"))
+_WRITE_COUNTERS = (("copied", "files_copied"), ("copied_server_side", "files_copied_server_side"),
+                   ("unchanged", "files_unchanged"))
 
 
 def _count_copies(counters: dict[str, int], stats: Mapping[str, Any]) -> None:
-    """Add a write's byte copies (its ``stats``) to a table's ``counters``."""
-    for stat, counter in _COPY_COUNTERS:
+    """Add what a write did besides encoding (its ``stats``: files copied as they are, files
+    left as they were because they already held the bytes) to a table's ``counters``."""
+    for stat, counter in _WRITE_COUNTERS:
         if stats.get(stat):
             counters[counter] = counters.get(counter, 0) + stats[stat]
 
@@ -209,10 +216,11 @@ def run_partition(task: PartitionTask, cache: Cache | None = None) -> list[Parti
             data, _state, side = _unpack(results.get(value))
             # a one-shot stream cannot be written twice: retry only re-iterable data
             write = ctx.call if not _one_shot(data) else (lambda fn, *a, **k: fn(*a, **k))
-            stats = write(write_partition, spec, value, data)
+            stats = write(write_partition, spec, value, data, _listed(task, spec, value))
             side_rows = {}
             for side_spec in task.side_specs:
-                side_stats = ctx.call(write_partition, side_spec, value, side.get(side_spec.name))
+                side_stats = ctx.call(write_partition, side_spec, value, side.get(side_spec.name),
+                                      _listed(task, side_spec, value))
                 side_rows[side_spec.name] = side_stats["rows"]
         except Exception as exc:
             outcomes.append(PartitionError((value,), exc, ctx.retries - retries_before))
@@ -247,6 +255,13 @@ def _check_picklable(spec: TableSpec, sides: tuple[TableSpec, ...]) -> None:
             ) from exc
 
 
+def _listed(task: PartitionTask, spec: TableSpec, value: str) -> tuple[ObjectInfo, ...] | None:
+    """The files published under partition ``value`` of ``spec`` when the run listed it (else ``None``)."""
+    if task.published is None or spec.name not in task.published:
+        return None
+    return task.published[spec.name].get(value, ())
+
+
 class _StagedWrites:
     """``cache.write_partition`` into run ``run_id``'s staging, each partition written whole: a
     write made again (a retry) first deletes what the earlier attempt staged for the partition,
@@ -257,13 +272,15 @@ class _StagedWrites:
         self.run_id = run_id
         self._written: set[tuple[str, str]] = set()
 
-    def __call__(self, spec: TableSpec, value: str, data: Any) -> dict[str, int]:
-        """Write one partition (after dropping an earlier attempt's staged files); its stats."""
+    def __call__(self, spec: TableSpec, value: str, data: Any,
+                 current: tuple[ObjectInfo, ...] | None = None) -> dict[str, int]:
+        """Write one partition (after dropping an earlier attempt's staged files); its stats.
+        ``current``: its published files, as the run listed them."""
         if self.run_id is not None:
             if (spec.name, value) in self._written:
                 self.cache.drop_staged_partition(spec, value, self.run_id)
             self._written.add((spec.name, value))
-        return self.cache.write_partition(spec, value, data, run_id=self.run_id)
+        return self.cache.write_partition(spec, value, data, run_id=self.run_id, current=current)
 
 
 class Runner:
@@ -539,9 +556,14 @@ class Runner:
                 _check_picklable(spec, sides)
             fn = run_partition
             known = self._known_specs(spec, sides)
-        tasks = [PartitionTask(spec, tuple(todo[i:i + size]), self.cache.url, self.cache.layout.version_folder,
-                               self.full, {}, self.retry, self.run_id, sides, known)
-                 for i in range(0, len(todo), size)]
+        listed = {spec.name: objects, **{s.name: self.cache.partition_files(s) for s in sides}}
+
+        def task(values: tuple[str, ...]) -> PartitionTask:
+            published = {name: {v: tuple(files[v]) for v in values if v in files} for name, files in listed.items()}
+            return PartitionTask(spec, values, self.cache.url, self.cache.layout.version_folder, self.full, {},
+                                 self.retry, self.run_id, sides, known, published)
+
+        tasks = [task(tuple(todo[i:i + size])) for i in range(0, len(todo), size)]
         rows = {v: n for v, n in old_rows.items() if v in fingerprints and v not in todo}
         new_fp = {v: fp for v, fp in old.items() if v in fingerprints and v not in todo}
         # what each kept partition's file looks like now (size, and the ETag once a listing gave one)
