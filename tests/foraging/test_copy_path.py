@@ -474,9 +474,9 @@ def test_partition_builds_take_their_files_from_the_runs_listing(source_db, file
 
     partition, listings = ForagingSource.partition, []
 
-    def recorded(self: Any, table: str, subject_id: str, listing: Any = None) -> Any:
+    def recorded(self: Any, table: str, subject_id: str, listing: Any = None, **options: Any) -> Any:
         listings.append(listing is not None)
-        return partition(self, table, subject_id, listing)
+        return partition(self, table, subject_id, listing, **options)
 
     monkeypatch.setattr(ForagingSource, "partition", recorded)
     sync(file_cache)

@@ -6,6 +6,9 @@ from the standard AWS settings as boto3 resolves them: ``AWS_ENDPOINT_URL_S3`` /
 when there are no credentials: the production bucket is public), ``AWS_REGION`` /
 ``AWS_DEFAULT_REGION`` for the region (looked up from the bucket when unset on real AWS).
 
+An S3 source is listed through bdc's own S3 backend (:func:`s3_backend`: the framework's boto3
+client, same settings), whose ListObjectsV2 entries carry the ETags the fingerprints need.
+
 :func:`duckdb_connect` gives a DuckDB connection that reads ``s3://`` the same way, so the upstream
 query helpers (``select_sessions``, ``fetch_trials``, ``fetch_events`` with ``con=``) work on an S3
 source or on bdc's published tables in S3 without httpfs.
@@ -21,7 +24,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["resolve_location", "s3_filesystem", "duckdb_connect", "transient_errors", "clear_filesystems"]
+__all__ = [
+    "resolve_location", "s3_filesystem", "s3_backend", "duckdb_connect", "transient_errors", "clear_filesystems",
+]
 
 #: Environment variables that change how S3 is reached (the filesystem cache is keyed on them).
 _AWS_ENV = (
@@ -39,12 +44,36 @@ _TRANSIENT_MARKERS = (
 
 _lock = threading.Lock()
 _filesystems: dict[tuple[Any, ...], Any] = {}
+_backends: dict[tuple[Any, ...], Any] = {}
 
 
 def clear_filesystems() -> None:
-    """Forget the S3 filesystems built so far (the next use reads the AWS settings again)."""
+    """Forget the S3 filesystems and listing clients built so far (the next use reads the AWS
+    settings again)."""
     with _lock:
         _filesystems.clear()
+        _backends.clear()
+
+
+def s3_backend(bucket: str) -> Any:
+    """bdc's own S3 backend (:class:`bdc.backends.s3.S3Backend`) on the whole of ``bucket``, cached
+    per AWS settings: the boto3 client the framework configures (endpoint from
+    ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, credentials or unsigned requests, retries).
+
+    Used to list a source with ListObjectsV2, whose entries carry the objects' ETags (pyarrow's
+    ``FileInfo`` has none), and to HEAD the session table.
+    """
+    key = (bucket, tuple(os.environ.get(name) for name in _AWS_ENV))
+    with _lock:
+        cached = _backends.get(key)
+    if cached is not None:
+        return cached
+    from bdc.backends.s3 import S3Backend
+
+    backend = S3Backend(f"s3://{bucket}")
+    with _lock:
+        _backends[key] = backend
+    return backend
 
 
 def _aws_settings() -> tuple[str | None, str | None, Any]:

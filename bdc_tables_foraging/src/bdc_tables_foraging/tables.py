@@ -14,7 +14,10 @@
   Partition files are named ``data.parquet`` (``data-0000.parquet``, ``data-0001.parquet``, … when
   copied from several files, in their order), so upstream's helpers (which list
   ``subject_id=*/*.parquet``) read bdc's folders as they read the source. A subject without source
-  files gets an empty partition, with the columns of the table's first source file. A partition
+  files gets an empty partition: the declared columns with their declared types, plus the
+  undeclared columns of the table's first source file (as far as its footer can be read). A
+  subject id the framework refuses as a partition value (a quote, padding spaces, ``..``) gets no
+  partition: it is counted (``subjects_refused``) and named in a warning. A partition
   build takes the subject's files from the listing its fingerprint came from (each table is listed
   once per sync run), so what it publishes is what was fingerprinted.
 
@@ -68,7 +71,7 @@ def build_sessions(ctx: Any) -> Any:
     The table is ``session_table.parquet`` itself as :class:`bdc.ParquetFiles`: the framework
     copies it byte for byte when its footer shows it already is what the table publishes, else
     reads and writes it conformed. Returns a :class:`bdc.BuildResult` whose state holds the
-    source fingerprint (base, size, modification time of ``session_table.parquet``) and the
+    source fingerprint (base, size, modification time of ``session_table.parquet``, and its ETag on S3) and the
     table's subjects (its ``subject_id`` column alone, read here) with the run that built it (see
     :func:`session_subjects`).
     """
@@ -152,18 +155,39 @@ def _partitions(ctx: Any, table: str) -> dict[str, str]:
     _remember(ctx, source, table, listing)
     absent = source.absent_fingerprint(table)
     out: dict[str, str] = {}
+    refused: list[tuple[str, str]] = []
     for subject_id in session_subjects(ctx):
         try:
             check_partition_value(subject_id, PARTITION_KEY)
         except InvalidNameError as exc:
-            log.warning("%s: skipping subject %r: %s", ctx.spec.name, subject_id, exc)
+            refused.append((subject_id, str(exc)))
             continue
         out[subject_id] = found.get(subject_id, absent)
+    if refused:
+        _report_refused(ctx, table, refused, found)
     missing = sum(1 for fp in out.values() if fp == absent)
     if missing:
         log.warning("%s: %d subjects of the session table have no files under %s/%s",
                     ctx.spec.name, missing, source.base, table)
     return out
+
+
+#: How many refused subject ids one warning names (the counter has them all).
+_REFUSED_NAMED = 50
+
+
+def _report_refused(ctx: Any, table: str, refused: list[tuple[str, str]], found: dict[str, str]) -> None:
+    """Make the subjects whose ids cannot be partition values visible: the counter
+    ``subjects_refused`` in the table's run report, and one warning naming them (with why, and
+    whether the source has files for them: their rows are not in the table)."""
+    ctx.count("subjects_refused", len(refused))
+    with_files = sum(1 for subject_id, _ in refused if subject_id in found)
+    named = "; ".join(f"{why} ({'has files' if subject_id in found else 'no files'})"
+                      for subject_id, why in refused[:_REFUSED_NAMED])
+    more = f"; and {len(refused) - _REFUSED_NAMED} more" if len(refused) > _REFUSED_NAMED else ""
+    ctx.log.warning("%s: %d subjects of the session table are left out (their ids cannot be partition "
+                    "values; %d of them have files under %s, whose rows are not mirrored): %s%s",
+                    ctx.spec.name, len(refused), with_files, table, named, more)
 
 
 def _build_partition(ctx: Any, table: str, subject_id: str) -> Any:
@@ -173,13 +197,14 @@ def _build_partition(ctx: Any, table: str, subject_id: str) -> Any:
     from bdc.build import ParquetFiles
 
     base = foraging_base()
+    declared = ctx.spec.arrow_schema()
     known = _listings.get((ctx.run_id, base, table)) if ctx.run_id else None
     if known is not None:  # the files this run fingerprinted, listed once for every subject
         source, listing = known
-        reader = source.partition(table, subject_id, listing)
+        reader = source.partition(table, subject_id, listing, declared=declared)
     else:
         source = ForagingSource.open(base)
-        reader = ctx.call(source.partition, table, subject_id)
+        reader = ctx.call(source.partition, table, subject_id, declared=declared)
     if not reader.paths:
         ctx.count("subjects_without_source_files")
         return _empty_partition(ctx, source, table, known[1] if known is not None else None)
@@ -187,27 +212,50 @@ def _build_partition(ctx: Any, table: str, subject_id: str) -> Any:
     return ParquetFiles(reader.paths, reader.filesystem, rewrite=reader)
 
 
-#: (run id, database root, table) → the schema of the table's first source file (for empty partitions).
+#: (run id, database root, table) → the schema of the empty partitions (subjects without files).
 _schemas: dict[tuple[str, str, str], Any] = {}
 
 
 def _empty_partition(ctx: Any, source: ForagingSource, table: str, listing: dict[str, list[Any]] | None) -> Any:
-    """The partition of a subject without source files: no rows, with the columns (and column
-    order) of the table's first source file, so that it reads like the others (a glob over the
-    table's folders, upstream's helpers); the declared columns alone when the run has no listing
-    or the table no file."""
+    """The partition of a subject without source files: no rows, the declared columns with their
+    declared types, and the undeclared columns of the table's first source file, in that file's
+    order (declared columns it lacks after them), so that it reads like the others.
+
+    Another subject's file never makes it fail: only the undeclared columns' names and types
+    come from that file's footer, and when the footer cannot be read (or the run has no listing,
+    or the table no file) the partition has the declared columns alone.
+    """
+    declared = ctx.spec.arrow_schema()
     first = min((files[0].path for files in (listing or {}).values() if files), default=None)
     if first is None or not ctx.run_id:
-        return ctx.spec.arrow_schema().empty_table()
+        return declared.empty_table()
     key = (ctx.run_id, source.base, table)
     with _listings_lock:
         schema = _schemas.get(key)
     if schema is None:
-        from bdc_tables_foraging.source import PartitionReader
-
-        schema = ctx.call(lambda: PartitionReader(source.filesystem, [first], "").schema)
+        schema = _empty_schema(ctx, source, first, declared)
         _keep(_schemas, key, schema)
     return schema.empty_table()
+
+
+def _empty_schema(ctx: Any, source: ForagingSource, path: str, declared: Any) -> Any:
+    """The declared schema with the undeclared columns of the file ``path`` (see
+    :func:`_empty_partition`); the declared schema alone when that footer cannot be read."""
+    import pyarrow as pa
+
+    from bdc.errors import BdcError
+    from bdc_tables_foraging.source import PartitionReader
+
+    try:
+        found = ctx.call(lambda: PartitionReader(source.filesystem, [path], "").schema)
+    except (OSError, pa.ArrowException, BdcError) as exc:
+        ctx.log.warning("%s: empty partitions have the declared columns alone: the footer of %s "
+                        "cannot be read: %s", ctx.spec.name, path, exc)
+        return declared
+    types = {field.name: field.type for field in declared}
+    fields = [pa.field(f.name, types.get(f.name, f.type)) for f in found]
+    fields += [f for f in declared if f.name not in found.names]
+    return pa.schema(fields)
 
 
 def trial_partitions(ctx: Any) -> dict[str, str]:
