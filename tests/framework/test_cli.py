@@ -60,6 +60,28 @@ def test_show_not_built_tells_how_to_build(bdc_env: Any, capsys: pytest.CaptureF
     assert f"bdc-sync --cache {bdc_env.url} --only events" in out
 
 
+def test_not_built_hint_keeps_the_version_asked_for(bdc_env: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import shlex
+
+    from bdc.cache import Cache
+    from bdc.runner.cli import build_parser
+
+    code, _, err = run(capsys, "--cache", bdc_env.url, "--version", "0.35", "get", "assets")
+    assert code == 2
+    assert f"Build it with: bdc-sync --cache {bdc_env.url} --version 0.35 --only assets" in err
+    code, out, _ = run(capsys, "--cache", bdc_env.url, "--version", "0.35", "show", "ev")
+    hint = next(line for line in out.splitlines() if line.startswith("Build it with: "))
+    command = shlex.split(hint.removeprefix("Build it with: "))
+    assert command[0] == "bdc-sync"
+    # the suggested command builds the folder that was read, of the cache that was read
+    args = build_parser().parse_args(command[1:])
+    target = Cache(args.cache, version=args.cache_version)
+    assert (target.url, target.layout.version_folder, args.only) == (bdc_env.url, "bdc-v0.35", ["events"])
+    # the default version needs no --version
+    code, _, err = run(capsys, "--cache", bdc_env.url, "get", "assets")
+    assert f"Build it with: bdc-sync --cache {bdc_env.url} --only assets" in err
+
+
 def test_show_built_table(built: Any, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "show", "assets")
     assert code == 0

@@ -171,3 +171,20 @@ def test_default_cache_functions(bdc_env: Any) -> None:
     assert bdc.registry()["tables"][0]["name"] == "events"
     bdc.custom("scratch", typed_rows_frame())
     assert len(bdc.custom("scratch")) == 5
+
+
+def test_a_one_slash_file_url_is_the_absolute_path(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bdc.cache import Cache
+    from bdc.errors import BdcError
+
+    monkeypatch.chdir(tmp_path)  # a relative folder named "file:" would land here
+    folder = tmp_path / "one slash"
+    Cache(folder.as_uri()).put("assets", typed_rows())
+    one = Cache(f"file:{folder}")  # file:/abs/path, as urllib and pathlib read it
+    assert one.url == folder.as_uri()
+    assert _rows(one.get("assets")) == typed_rows()
+    assert not (tmp_path / "file:").exists()
+    with pytest.raises(BdcError, match="names a host"):
+        Cache("file://otherhost/path")
+    with pytest.raises(BdcError, match="not an absolute path"):
+        Cache("file:relative/folder")

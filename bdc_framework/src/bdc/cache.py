@@ -284,7 +284,8 @@ class Cache:
                 _pause(attempt)  # the list may predate the files noted
                 continue
             try:
-                result = select(source, columns=columns, where=conditions, limit=limit, spec=spec, arrow=arrow)
+                result = select(source, columns=columns, where=conditions, limit=limit, spec=spec, arrow=arrow,
+                                absent=lambda names: self._absent_columns(spec, names, label))
             except ReadError:
                 last = attempt == _READ_ATTEMPTS
                 # another process evicted a local copy between lookup and read, or a sync moved on
@@ -302,6 +303,37 @@ class Cache:
             _pause(attempt)  # what we read may be of two versions: never return it
         raise ReadError(f"Reading {label} failed: a sync replaced it {_READ_ATTEMPTS} times while it was "
                         "being read; retry")
+
+    def _absent_columns(self, spec: TableSpec, names: list[str], label: str) -> Any:
+        """The columns ``names``, which the files a read scans lack, as the table has them: a
+        ``pyarrow.Schema`` (each reads as nulls); an :class:`InvalidNameError` for a name that is
+        no column of the table.
+
+        A table's columns are its declared ones and, for a table that keeps undeclared columns
+        (``extra_columns``), every column of any of its files (the union a read of the whole table
+        sees). Only a read that DuckDB could not bind gets here: the whole table's files are looked
+        at (footers only) for the names that are not declared.
+        """
+        import pyarrow as pa
+
+        declared = {c.name: c for c in spec.columns}
+        types = {n: declared[n].arrow_type() for n in names if n in declared}
+        rest = [n for n in names if n not in types]
+        known = list(declared)
+        if rest and (spec.extra_columns or not spec.columns):
+            whole, _copies = self._scan(spec, None, rest, label)
+            schema = _source_schema(whole) if whole is not None else pa.schema([])
+            types.update({n: schema.field(n).type for n in rest if n in schema.names})
+            known += [n for n in schema.names if n not in declared]
+        unknown = [n for n in names if n not in types]
+        if unknown:
+            import difflib
+
+            close = difflib.get_close_matches(unknown[0], known, n=3)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise InvalidNameError(f"Table {spec.name!r} has no column {unknown[0]!r}.{hint} "
+                                   f"Columns: {', '.join(known)}")
+        return pa.schema([pa.field(n, types[n]) for n in names])
 
     def _registry_token(self) -> Any:
         """What identifies the registry now stored (``None`` on remote stores, whose reads check
@@ -983,6 +1015,21 @@ def _local_source(objects: Sequence[LocalObject], label: str, columns: Sequence[
         except (pa.ArrowInvalid, OSError) as exc:
             raise ReadError(f"{label}: the local copy {obj.path} is not readable parquet: {exc}") from exc
     return Source(arrow=_union_by_name(tables), label=label)
+
+
+def _source_schema(source: Source) -> Any:
+    """The columns of what ``source`` scans, unioned by name, as a ``pyarrow.Schema`` (files: their
+    footers only)."""
+    if source.arrow is not None:
+        return source.arrow.schema
+    from bdc.reader import cursor
+
+    cur = cursor()
+    try:
+        relation = cur.read_parquet(list(source.files), union_by_name=True, hive_partitioning=False)
+        return result_arrow(relation.limit(0)).schema
+    finally:
+        cur.close()
 
 
 def _union_by_name(tables: list[Any]) -> Any:

@@ -321,7 +321,9 @@ def _run_show(args: argparse.Namespace) -> int:
     out.append("")
     if entry is None:
         out.append(f"not built in cache {cache.url} ({cache.layout.version_folder}).")
-        out.append(f"Build it with: bdc-sync --cache {cache.url} --only {spec.name}")
+        from bdc.errors import build_command
+
+        out.append(f"Build it with: {build_command(spec.name, cache.url, cache.layout.version_folder)}")
         _out().write("\n".join(out) + "\n")
         return 0
     out.append(f"cache:          {cache.url} ({cache.layout.version_folder})")

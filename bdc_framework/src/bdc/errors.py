@@ -9,6 +9,7 @@ __all__ = [
     "InvalidNameError",
     "UnknownTableError",
     "TableNotBuiltError",
+    "build_command",
     "ObjectNotFoundError",
     "BackendError",
     "BackendUnavailableError",
@@ -45,15 +46,33 @@ class UnknownTableError(BdcError, KeyError):
         return str(self.args[0])
 
 
+def build_command(name: str, cache_url: str, version_folder: str) -> str:
+    """The ``bdc-sync`` command that builds table ``name`` into ``version_folder`` of a cache.
+
+    ``--version`` is given when the folder is not the one this release builds by default
+    (bdc-sync builds any version folder, with the tables as this release defines them).
+    """
+    import shlex
+
+    from bdc.versioning import parse_version_folder, version_folder as default_folder
+
+    command = f"bdc-sync --cache {shlex.quote(cache_url)}"
+    if version_folder != default_folder():
+        parsed = parse_version_folder(version_folder)
+        command += f" --version {parsed[0]}.{parsed[1]}" if parsed else f" --version {shlex.quote(version_folder)}"
+    return f"{command} --only {shlex.quote(name)}"
+
+
 class TableNotBuiltError(BdcError, LookupError):
     """The table is declared but has not been published in this cache yet."""
 
     def __init__(self, name: str, cache_url: str, version_folder: str):
         self.name = name
         self.cache_url = cache_url
+        self.version_folder = version_folder
         super().__init__(
             f"Table {name!r} has not been built in cache {cache_url} ({version_folder}). "
-            f"Build it with: bdc-sync --cache {cache_url} --only {name}"
+            f"Build it with: {build_command(name, cache_url, version_folder)}"
         )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -119,30 +119,54 @@ def select(
     limit: int | None = None,
     spec: TableSpec | None = None,
     arrow: bool = False,
+    absent: Callable[[list[str]], Any] | None = None,
 ) -> Any:
-    """Run the projection/filter/limit over ``source``; a pandas DataFrame (or Arrow table)."""
+    """Run the projection/filter/limit over ``source``; a pandas DataFrame (or Arrow table).
+
+    ``absent``: for a table whose files differ in their columns (a partition written before a
+    column existed), given the names the query touches that ``source`` lacks, it returns those
+    the table has as a ``pyarrow.Schema`` (they read as nulls) and raises for the others. It is
+    asked only when DuckDB cannot bind a name, so a read whose files all have its columns costs
+    nothing more.
+    """
     import duckdb
 
     cols = ", ".join(quote_identifier(c) for c in columns) if columns else "*"
     condition, params = where_clause(where or {}, spec)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise BdcError(f"limit must be a non-negative integer, not {limit!r}")
     cur = cursor()
     try:
         if source.arrow is not None:
             cur.register("__bdc_source", source.arrow)
-            from_sql = "__bdc_source"
+            from_sql, from_params = "__bdc_source", []
         else:
             from_sql = "read_parquet(?, union_by_name = true, hive_partitioning = false)"
-            params = [list(source.files), *params]
-        sql = f"SELECT {cols} FROM {from_sql}"
-        if condition:
-            sql += f" WHERE {condition}"
-        if limit is not None:
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-                raise BdcError(f"limit must be a non-negative integer, not {limit!r}")
-            sql += " LIMIT ?"
-            params.append(limit)
-        result = cur.sql(sql, params=params)
-        return result_arrow(result) if arrow else result.df()
+            from_params = [list(source.files)]
+
+        def run(scan: str) -> Any:
+            sql = f"SELECT {cols} FROM {scan}"
+            if condition:
+                sql += f" WHERE {condition}"
+            values = [*from_params, *params]
+            if limit is not None:
+                sql += " LIMIT ?"
+                values.append(limit)
+            result = cur.sql(sql, params=values)
+            return result_arrow(result) if arrow else result.df()
+
+        try:
+            return run(from_sql)
+        except duckdb.BinderException as exc:
+            touched = list(dict.fromkeys([*(columns or ()), *(where or {})]))
+            present = set(cur.sql(f"SELECT * FROM {from_sql} LIMIT 0", params=from_params).columns)
+            lacking = [c for c in touched if c not in present]
+            if absent is None or not lacking:
+                raise InvalidNameError(f"{source.label}: {exc}") from exc
+            # the table's columns these files lack: an empty table of them, unioned by name, makes
+            # them columns of nulls (of the type the table has them in)
+            cur.register("__bdc_absent", absent(lacking).empty_table())
+            return run(f"(SELECT * FROM {from_sql} UNION ALL BY NAME SELECT * FROM __bdc_absent)")
     except duckdb.BinderException as exc:
         raise InvalidNameError(f"{source.label}: {exc}") from exc
     except duckdb.Error as exc:

@@ -61,12 +61,22 @@ def _link_new(source: str, target: str, folder: str) -> bool:
 
 
 def _root_from_url(url: str) -> Path:
-    if "://" not in url:
+    """The folder a ``file`` URL or a plain path names.
+
+    ``file:///abs/path``, ``file://localhost/abs/path`` and ``file:/abs/path`` (the one-slash form
+    urllib and pathlib accept) are the absolute path; a plain path is taken as it is (relative to
+    the working directory, ``~`` expanded). A URL naming another host (``file://otherhost/...``)
+    or a relative one (``file:folder``) is refused.
+    """
+    if "://" not in url and not url[:5].lower() == "file:":
         return Path(url).expanduser().resolve()
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost"):
         raise BackendError(f"file URL {url!r} names a host; use file:///absolute/path")
-    return Path(unquote(parts.path)).expanduser().resolve()
+    path = unquote(parts.path)
+    if not path.startswith("/"):
+        raise BackendError(f"file URL {url!r} is not an absolute path; use file:///absolute/path")
+    return Path(path).resolve()
 
 
 class LocalBackend(Backend):

@@ -38,15 +38,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``bdc-sync``."""
+    """Run ``bdc-sync``.
+
+    Everything the run shows goes through one :class:`bdc.runner.progress.Progress`: with
+    ``--json`` every line on stderr is a JSON event (the demo sources started, the warnings and
+    errors logged by the framework and the plugins, the run's events, a usage error); with
+    ``--quiet`` only the demo sources started and an error that stops the run (the warnings are
+    not shown: the run report has the tables' outcomes and counters).
+    """
     args = build_parser().parse_args(argv)
     import contextlib
 
     from bdc.errors import BdcError, LockHeldError
+    from bdc.runner.progress import JsonProgress, capture_logs, make_progress
 
-    progress = "none" if args.quiet else ("json" if args.json else "auto")
+    progress = make_progress("none" if args.quiet else ("json" if args.json else "auto"))
+
+    def fail(exc: BdcError, code: int, label: str = "") -> int:
+        if isinstance(progress, JsonProgress):
+            progress.error(str(exc), code)
+        else:
+            print(f"bdc-sync: {label}{exc}", file=sys.stderr)
+        return code
+
     try:
         with contextlib.ExitStack() as stack:
+            stack.enter_context(capture_logs(progress))
+            if args.dry_run:
+                # what a run would refuse, a dry run refuses too (an executor is made lazily:
+                # making one starts no worker)
+                from bdc.runner import open_executor
+
+                options = {"scheduler": args.scheduler} if args.scheduler else {}
+                open_executor(args.executor, args.workers, **options).close()
             if args.demo:
                 from bdc.catalog import get_catalog
 
@@ -54,7 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not demos:
                     raise BdcError("No installed plugin offers demo sources (install bdc-tables-docdb or bdc-tables-foraging)")
                 for demo in demos:
-                    print(f"demo: starting {demo.name} ({demo.description})", file=sys.stderr)
+                    if args.quiet:  # which sources a run used stays on record, quiet or not
+                        print(f"demo: starting {demo.name} ({demo.description})", file=sys.stderr)
+                    else:
+                        progress.demo_started(demo.name, demo.description)
                     stack.enter_context(demo.start())
             from bdc.runner import sync
 
@@ -64,11 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 report=args.report, report_html=args.report_html, progress=progress, version=args.cache_version,
             )
     except LockHeldError as exc:
-        print(f"bdc-sync: {exc}", file=sys.stderr)
-        return 3
+        return fail(exc, 3)
     except BdcError as exc:
-        print(f"bdc-sync: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc, 2, "error: ")
     from bdc.runner.plan import Plan
 
     if isinstance(result, Plan):

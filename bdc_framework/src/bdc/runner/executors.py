@@ -293,17 +293,14 @@ class DaskExecutor(Executor):
         self.scheduler = scheduler
         self._client: Any = None
         self._cluster: Any = None
+        # fail at once, before any table runs, rather than in the first table's build
+        self._distributed = _import_distributed()
 
     @property
     def client(self) -> Any:
         """The distributed client (a LocalCluster is started when no scheduler is given)."""
         if self._client is None:
-            try:
-                from distributed import Client, LocalCluster
-            except ImportError as exc:  # pragma: no cover - depends on the install
-                from bdc.errors import BdcError
-
-                raise BdcError("The dask executor needs: pip install 'bdc-framework[dask]'") from exc
+            Client, LocalCluster = self._distributed.Client, self._distributed.LocalCluster  # noqa: N806
             if self.scheduler:
                 self._client = Client(self.scheduler)
             else:
@@ -314,8 +311,7 @@ class DaskExecutor(Executor):
 
     def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[int, Any]]:
         """Submit with ``client.map``; yield as completed."""
-        from distributed import as_completed
-
+        as_completed = self._distributed.as_completed
         items = list(items)
         if not items:
             return
@@ -336,6 +332,22 @@ class DaskExecutor(Executor):
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
+
+
+def _import_distributed() -> Any:
+    """The ``distributed`` module, or a :class:`bdc.BdcError` saying what to install.
+
+    Any failure to import it counts (a missing dependency of ``distributed`` itself, or a broken
+    install): the dask executor cannot run without it, and no table is to blame.
+    """
+    try:
+        import distributed
+    except Exception as exc:
+        from bdc.errors import BdcError
+
+        raise BdcError(f"The dask executor needs: pip install 'bdc-framework[dask]' "
+                       f"(importing distributed failed: {type(exc).__name__}: {exc})") from exc
+    return distributed
 
 
 @hookimpl

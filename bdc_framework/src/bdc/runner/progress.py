@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import IO, Any
 
-__all__ = ["Progress", "LiveProgress", "PlainProgress", "JsonProgress", "make_progress"]
+__all__ = ["Progress", "LiveProgress", "PlainProgress", "JsonProgress", "make_progress", "LogRecords",
+           "capture_logs"]
 
 
 def _clock(seconds: float) -> str:
@@ -27,6 +31,20 @@ class Progress:
         self.tables_done = 0
         self.rows = 0
         self.current: dict[str, list[int]] = {}  # table -> [done, total]
+        self._thread_tables: dict[int, str] = {}  # thread running a table's build -> the table
+
+    def table_of(self, record: logging.LogRecord) -> str | None:
+        """The table a log record is about: by its logger (``bdc.build.<table>``, the build
+        context's), else the table whose build runs in the thread that logged it, if known."""
+        if record.name.startswith("bdc.build."):
+            return record.name[len("bdc.build."):]
+        return self._thread_tables.get(record.thread) if record.thread is not None else None
+
+    def demo_started(self, name: str, description: str) -> None:
+        """An offline demo source was started (``bdc-sync --demo``)."""
+
+    def log(self, record: logging.LogRecord, table: str | None) -> None:
+        """A warning or error was logged during the run (the base class drops it: it is quiet)."""
 
     def run_started(self, run_id: str, cache: str, tables: list[str]) -> None:
         """A run begins."""
@@ -36,6 +54,7 @@ class Progress:
         """A table's build begins."""
         with self.lock:
             self.current[name] = [0, 0]
+            self._thread_tables[threading.get_ident()] = name
 
     def partitions_planned(self, name: str, total: int) -> None:
         """A partitioned table will build ``total`` partitions."""
@@ -55,6 +74,8 @@ class Progress:
         """A table is done (ok, unchanged, failed or skipped)."""
         with self.lock:
             self.current.pop(report.name, None)
+            for ident in [i for i, name in self._thread_tables.items() if name == report.name]:
+                del self._thread_tables[ident]
             self.tables_done += 1
             if not report.partitions:
                 self.rows += report.rows
@@ -74,6 +95,15 @@ class PlainProgress(Progress):
     def _line(self, text: str) -> None:
         self.stream.write(f"[{_clock(time.monotonic() - self.start)}] {text}\n")
         self.stream.flush()
+
+    def demo_started(self, name: str, description: str) -> None:
+        """Log the demo source."""
+        self._line(f"demo: starting {name} ({description})")
+
+    def log(self, record: logging.LogRecord, table: str | None) -> None:
+        """Log the record as a line (level, logger, message)."""
+        with self.lock:
+            self._line(f"{record.levelname.lower()}: {record.name}: {_message(record)}")
 
     def run_started(self, run_id: str, cache: str, tables: list[str]) -> None:
         """Log the run's tables."""
@@ -118,6 +148,19 @@ class JsonProgress(Progress):
         with self.lock:
             self.stream.write(json.dumps(fields, default=str) + "\n")
             self.stream.flush()
+
+    def demo_started(self, name: str, description: str) -> None:
+        """Emit demo_started."""
+        self._emit("demo_started", demo=name, description=description)
+
+    def log(self, record: logging.LogRecord, table: str | None) -> None:
+        """Emit ``log``: level, logger name, table (``None`` when not known) and message."""
+        self._emit("log", level=record.levelname.lower(), logger=record.name, table=table, message=_message(record))
+
+    def error(self, message: str, exit_status: int) -> None:
+        """Emit ``error``: the run could not start (or stopped outside any table), and the
+        command's exit status."""
+        self._emit("error", message=message, exit_status=exit_status)
 
     def run_started(self, run_id: str, cache: str, tables: list[str]) -> None:
         """Emit run_started."""
@@ -173,6 +216,22 @@ class LiveProgress(Progress):
         self.stream.write("\r\x1b[2K" + text[:200])
         self.stream.flush()
 
+    def demo_started(self, name: str, description: str) -> None:
+        """Print the demo source above the status line."""
+        self._above(f"demo: starting {name} ({description})")
+
+    def log(self, record: logging.LogRecord, table: str | None) -> None:
+        """Print the record above the status line."""
+        self._above(f"{record.levelname.lower()}: {record.name}: {_message(record)}")
+
+    def _above(self, text: str) -> None:
+        with self.lock:
+            self.stream.write(f"\r\x1b[2K{text}\n")
+            if self.tables_total:
+                self._draw(force=True)
+            else:
+                self.stream.flush()
+
     def table_started(self, name: str) -> None:
         """Redraw."""
         super().table_started(name)
@@ -198,6 +257,50 @@ class LiveProgress(Progress):
         with self.lock:
             self.stream.write("\r\x1b[2K")
             self.stream.flush()
+
+
+def _message(record: logging.LogRecord) -> str:
+    """The record's message, with its exception's traceback (if any) after it."""
+    text = record.getMessage().rstrip("\n")  # a captured warning ends with one
+    if record.exc_info:
+        text += "\n" + logging.Formatter().formatException(record.exc_info)
+    return text
+
+
+class LogRecords(logging.Handler):
+    """Hands the log records of a run to its :class:`Progress` (see :func:`capture_logs`)."""
+
+    def __init__(self, progress: Progress, level: int = logging.WARNING):
+        super().__init__(level)
+        self.progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Pass the record on (a failure to show it must not fail the run)."""
+        try:
+            self.progress.log(record, self.progress.table_of(record))
+        except Exception:  # pragma: no cover - a closed stream, say
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def capture_logs(progress: Progress, level: int = logging.WARNING) -> Iterator[LogRecords]:
+    """Route the process's log records of ``level`` and above (plugins' loggers included) and
+    Python warnings to ``progress`` while the block runs, instead of the bare lines of Python's
+    last-resort handler: JSON events for :class:`JsonProgress`, lines for the live and plain
+    displays, nothing when quiet. For a command line's run (it changes the root logger)."""
+    handler = LogRecords(progress, level)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    previous_level = root.level
+    if root.getEffectiveLevel() > level:
+        root.setLevel(level)
+    logging.captureWarnings(True)
+    try:
+        yield handler
+    finally:
+        logging.captureWarnings(False)
+        root.setLevel(previous_level)
+        root.removeHandler(handler)
 
 
 def make_progress(mode: str | Progress | None = "auto", stream: IO[str] | None = None) -> Progress:
