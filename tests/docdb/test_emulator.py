@@ -647,3 +647,25 @@ def test_cli_demo(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
     monkeypatch.setattr(cli, "_wait_forever", lambda: (_ for _ in ()).throw(KeyboardInterrupt))
     assert cli.main(["--demo"]) == 0
     assert "serving 6 records" in capsys.readouterr().out
+
+
+def test_one_client_serves_as_many_threads_as_a_sync_runs_without_dropping_connections(
+    running: Any, caplog: Any
+) -> None:
+    """A sync's partition builds (up to ``default_workers()`` threads) share one client: its
+    session keeps a connection per thread instead of urllib3's default 10 (which discards the
+    others, warning "Connection pool is full", and reconnects for every request)."""
+    import logging
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bdc.runner.executors import default_workers
+
+    emu = running(synthetic(40), latency_ms=30)
+    client = make_client(emu.url)
+    threads = min(32, max(default_workers(), 16))
+    with caplog.at_level(logging.WARNING, logger="urllib3"):
+        with ThreadPoolExecutor(threads) as pool:
+            results = list(pool.map(lambda i: client.retrieve_docdb_records(
+                filter_query={"_id": f"rec-{i % 40:04d}"}, projection={"name": 1}), range(threads * 3)))
+    assert all(len(r) == 1 for r in results)
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]

@@ -44,6 +44,10 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 _START = object()
 
 
+#: Connections kept per host: the sync runner's most partition builds at once (``default_workers``).
+POOL_SIZE = 32
+
+
 class _DocDBAdapter(HTTPAdapter):
     """HTTPAdapter with a default timeout and an optional ``https`` → ``http`` rewrite.
 
@@ -62,7 +66,9 @@ class _DocDBAdapter(HTTPAdapter):
         *,
         bypass_proxies: bool = False,
     ) -> None:
-        super().__init__()
+        # one client serves every partition build of a sync at once (up to 32 threads): as many
+        # kept connections per host, not urllib3's default 10 (which discards the rest, warning)
+        super().__init__(pool_maxsize=POOL_SIZE)
         self.default_timeout = timeout
         self.rewrite_from = rewrite_from
         self.rewrite_to = rewrite_to
