@@ -44,7 +44,12 @@ class Progress:
         """An offline demo source was started (``bdc-sync --demo``)."""
 
     def log(self, record: logging.LogRecord, table: str | None) -> None:
-        """A warning or error was logged during the run (the base class drops it: it is quiet)."""
+        """A warning or error was logged during the run. Quiet (this base class): a record of a
+        table's build is dropped (the run report has the table's outcome and counters); one of
+        the run itself (taking over an expired lock, a recovery) is still a line, as errors are."""
+        if table is None:
+            with self.lock:
+                self.stream.write(f"{record.levelname.lower()}: {record.name}: {_message(record)}\n")
 
     def run_started(self, run_id: str, cache: str, tables: list[str]) -> None:
         """A run begins."""
