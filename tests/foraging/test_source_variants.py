@@ -416,3 +416,21 @@ def test_a_literal_percent_escape_in_an_id_is_its_own_folder(source_db, file_cac
     report = sync(file_cache)
     assert report.table(TRIALS).partitions_built == 1
     assert len(file_cache.get("df_trials", subject_id="a%20b")) == rows + table.num_rows
+
+
+def test_files_named_with_a_dot_or_underscore_first_are_read_as_upstream_reads_them(source_db, file_cache):
+    """Upstream's reader (DuckDB over ``subject_id=<id>/*.parquet``) reads every ``.parquet`` file of a
+    subject's folder, ``_extra.parquet`` and ``.hidden.parquet`` included: the mirror takes them too
+    (other files, ``_SUCCESS``, ``*.crc``, are still left out)."""
+    sid = plain_subject(source_db)
+    first = files_of(source_db.root, "trial_table", sid)[0]
+    for name in ("_extra.parquet", ".hidden.parquet"):
+        shutil.copyfile(first, first.with_name(name))
+    (first.parent / "_SUCCESS").write_bytes(b"")
+    (first.parent / ".part.parquet.crc").write_bytes(b"\x00")
+    sync(file_cache)
+    con = duckdb.connect()
+    upstream = con.execute("SELECT count(*) FROM read_parquet(?, union_by_name = true)",
+                           [str(first.parent / "*.parquet")]).fetchone()[0]
+    assert upstream == source_db.trials_per_subject[sid] + 2 * pq.read_metadata(first).num_rows
+    assert len(file_cache.get("df_trials", subject_id=sid)) == upstream

@@ -192,8 +192,8 @@ class ForagingSource:
         """Partition folder name (``subject_id=<id>``, as stored) → its ``*.parquet`` files
         (:class:`SourceFile`, sorted by path), from one recursive listing of ``table``.
 
-        Only direct children ``subject_id=<id>/<name>.parquet`` count (what upstream reads);
-        hidden and temporary files are ignored.
+        Only direct children ``subject_id=<id>/<name>.parquet`` count, whatever their names begin
+        with (what upstream's glob reads); other files (``_SUCCESS``, ``*.crc``, temp files) are ignored.
         """
         prefix = self.path(table)
         out: dict[str, list[Any]] = {}
@@ -253,7 +253,9 @@ class ForagingSource:
 
 
 def _is_data_file(name: str) -> bool:
-    return name.endswith(".parquet") and not name.startswith((".", "_"))
+    """Whether a file of a subject's folder is one of its data files: any ``*.parquet``, names
+    beginning with ``.`` or ``_`` included, as upstream's reader (DuckDB's glob) reads them."""
+    return name.endswith(".parquet")
 
 
 def _holds_only(pf: Any, column: str, value: str) -> bool:
