@@ -292,7 +292,8 @@ def capture_logs(progress: Progress, level: int = logging.WARNING) -> Iterator[L
     """Route the process's log records of ``level`` and above (plugins' loggers included) and
     Python warnings to ``progress`` while the block runs, instead of the bare lines of Python's
     last-resort handler: JSON events for :class:`JsonProgress`, lines for the live and plain
-    displays, nothing when quiet. For a command line's run (it changes the root logger)."""
+    displays, when quiet only the run's own (see :meth:`Progress.log`). For a command line's run (it
+    changes the root logger)."""
     handler = LogRecords(progress, level)
     root = logging.getLogger()
     root.addHandler(handler)
