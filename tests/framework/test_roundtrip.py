@@ -188,3 +188,8 @@ def test_a_one_slash_file_url_is_the_absolute_path(tmp_path: Any, monkeypatch: p
         Cache("file://otherhost/path")
     with pytest.raises(BdcError, match="not an absolute path"):
         Cache("file:relative/folder")
+    # another scheme with one slash is a mistyped URL, not a folder made in the working directory
+    for url, scheme in (("s3:/bucket/prefix", "s3"), ("memory:name", "memory"), ("S3:bucket", "S3")):
+        with pytest.raises(BdcError, match=f"write {scheme}://"):
+            Cache(url)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one slash"]
