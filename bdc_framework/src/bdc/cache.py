@@ -519,13 +519,17 @@ class Cache:
         a key of a sync run's staging (read by no one before it is published)."""
         return self.backend.open_write_staged(key) if staged else self.backend.open_write(key)
 
-    def _write(self, key: str, table: Any, schema: Any = None, staged: bool = False) -> tuple[int, int]:
-        from bdc.frames import write_parquet
+    def _write_stream(self, key: str, spec: TableSpec, batches: Any, value: str | None,
+                      run_id: str | None) -> dict[str, int]:
+        """Conform a stream of record batches and write it, batch by batch, as the object
+        published as ``key`` (staged for run ``run_id``); returns its stats."""
+        from bdc.frames import conform_batches, write_parquet
 
-        with self._open_write(key, staged) as fh:
-            rows = write_parquet(table, fh, schema)
+        schema = None if spec.extra_columns else spec.arrow_schema()  # extras: the first batch's schema
+        with self._open_write(self._target(key, run_id), run_id is not None) as fh:
+            rows = write_parquet(conform_batches(spec, batches, value), fh, schema)
             size = fh.tell()
-        return rows, size
+        return {"rows": rows, "bytes": size, "files": 1}
 
     def _store(self, key: str, rows: int, payload: Any, run_id: str | None = None,
                current: Sequence[ObjectInfo] | None = None) -> dict[str, int]:
@@ -576,7 +580,7 @@ class Cache:
         the partition's published files as a listing of the table gave them, else listed here).
         """
         from bdc.build import ParquetFiles
-        from bdc.frames import conform_batches, conform_encoded
+        from bdc.frames import conform_encoded
 
         value = check_partition_value(value, spec.partition_key or "partition")
         if isinstance(data, ParquetFiles):
@@ -584,10 +588,7 @@ class Cache:
         else:
             key = self.layout.partition_key(spec, value)
             if _is_stream(data):
-                schema = None if spec.extra_columns else spec.arrow_schema()  # extras: the first batch's schema
-                rows, size = self._write(self._target(key, run_id), conform_batches(spec, data, value), schema,
-                                         run_id is not None)
-                stats = {"rows": rows, "bytes": size, "files": 1}
+                stats = self._write_stream(key, spec, data, value, run_id)
             else:
                 encoded = conform_encoded(spec, data, value)
                 stats = self._store(key, *encoded, run_id, self._published_files(spec, value, current))
@@ -612,7 +613,6 @@ class Cache:
         files: copied when they conform (an unpartitioned table: one file), else rewritten
         (unless the published file already holds the rewritten bytes, see :meth:`_store`)."""
         from bdc.copying import check_files, local_slot, read_files
-        from bdc.frames import conform_batches
 
         paths = list(data.paths)
         single = self.layout.table_key(spec) if value is None else self.layout.partition_key(spec, value)
@@ -633,10 +633,7 @@ class Cache:
         rewrite = data.rewrite if data.rewrite is not None else (
             read_files(data.filesystem, paths) if paths else None)
         if _is_stream(rewrite):
-            schema = None if spec.extra_columns else spec.arrow_schema()
-            rows, size = self._write(self._target(single, run_id), conform_batches(spec, rewrite, value), schema,
-                                     run_id is not None)
-            return {"rows": rows, "bytes": size, "files": 1}
+            return self._write_stream(single, spec, rewrite, value, run_id)
         from bdc.frames import conform_encoded
 
         encoded = conform_encoded(spec, rewrite, value)

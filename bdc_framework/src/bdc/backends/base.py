@@ -151,7 +151,7 @@ class Backend(abc.ABC):
             stored = self.read_bytes(key)
         except ObjectNotFoundError:
             return False
-        return len(stored) == len(view) and memoryview(stored) == view
+        return stored == view
 
     @abc.abstractmethod
     def info(self, key: str) -> ObjectInfo:

@@ -225,22 +225,15 @@ class LocalBackend(Backend):
         if info is not None and info.size != len(view):
             return False
         try:
-            fd = os.open(self._file(key), os.O_RDONLY)
+            fh = open(self._file(key), "rb")  # noqa: SIM115 - closed below
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return False
-        try:
-            st = os.fstat(fd)
+        with fh:
+            st = os.fstat(fh.fileno())
             if not stat.S_ISREG(st.st_mode) or st.st_size != len(view):
                 return False
-            stored = os.read(fd, len(view) + 1) if view else b""
-            while len(stored) < len(view):  # a short read (large files): read on
-                more = os.read(fd, len(view) + 1 - len(stored))
-                if not more:
-                    break
-                stored += more
-        finally:
-            os.close(fd)
-        return len(stored) == len(view) and stored == view
+            stored = fh.read(len(view) + 1)  # (a buffered read reads on until that or the end)
+        return stored == view
 
     def info(self, key: str) -> ObjectInfo:
         """``stat`` of the file."""

@@ -43,8 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Everything the run shows goes through one :class:`bdc.runner.progress.Progress`: with
     ``--json`` every line on stderr is a JSON event (the demo sources started, the warnings and
     errors logged by the framework and the plugins, the run's events, a usage error); with
-    ``--quiet`` only the demo sources started and an error that stops the run (the warnings are
-    not shown: the run report has the tables' outcomes and counters).
+    ``--quiet`` only the demo sources started, the run's own warnings and an error that stops the
+    run (the warnings of tables' builds are not shown: the run report has their outcomes and
+    counters).
     """
     args = build_parser().parse_args(argv)
     import contextlib
@@ -78,10 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not demos:
                     raise BdcError("No installed plugin offers demo sources (install bdc-tables-docdb or bdc-tables-foraging)")
                 for demo in demos:
-                    if args.quiet:  # which sources a run used stays on record, quiet or not
-                        print(f"demo: starting {demo.name} ({demo.description})", file=sys.stderr)
-                    else:
-                        progress.demo_started(demo.name, demo.description)
+                    progress.demo_started(demo.name, demo.description)
                     stack.enter_context(demo.start())
             from bdc.runner import sync
 

@@ -41,7 +41,10 @@ class Progress:
         return self._thread_tables.get(record.thread) if record.thread is not None else None
 
     def demo_started(self, name: str, description: str) -> None:
-        """An offline demo source was started (``bdc-sync --demo``)."""
+        """An offline demo source was started (``bdc-sync --demo``). Quiet (this base class): a
+        line still, so which sources a run used stays on record."""
+        with self.lock:
+            self.stream.write(_demo_line(name, description) + "\n")
 
     def log(self, record: logging.LogRecord, table: str | None) -> None:
         """A warning or error was logged during the run. Quiet (this base class): a record of a
@@ -49,7 +52,7 @@ class Progress:
         the run itself (taking over an expired lock, a recovery) is still a line, as errors are."""
         if table is None:
             with self.lock:
-                self.stream.write(f"{record.levelname.lower()}: {record.name}: {_message(record)}\n")
+                self.stream.write(_log_line(record) + "\n")
 
     def run_started(self, run_id: str, cache: str, tables: list[str]) -> None:
         """A run begins."""
@@ -103,12 +106,12 @@ class PlainProgress(Progress):
 
     def demo_started(self, name: str, description: str) -> None:
         """Log the demo source."""
-        self._line(f"demo: starting {name} ({description})")
+        self._line(_demo_line(name, description))
 
     def log(self, record: logging.LogRecord, table: str | None) -> None:
         """Log the record as a line (level, logger, message)."""
         with self.lock:
-            self._line(f"{record.levelname.lower()}: {record.name}: {_message(record)}")
+            self._line(_log_line(record))
 
     def run_started(self, run_id: str, cache: str, tables: list[str]) -> None:
         """Log the run's tables."""
@@ -223,11 +226,11 @@ class LiveProgress(Progress):
 
     def demo_started(self, name: str, description: str) -> None:
         """Print the demo source above the status line."""
-        self._above(f"demo: starting {name} ({description})")
+        self._above(_demo_line(name, description))
 
     def log(self, record: logging.LogRecord, table: str | None) -> None:
         """Print the record above the status line."""
-        self._above(f"{record.levelname.lower()}: {record.name}: {_message(record)}")
+        self._above(_log_line(record))
 
     def _above(self, text: str) -> None:
         with self.lock:
@@ -270,6 +273,16 @@ def _message(record: logging.LogRecord) -> str:
     if record.exc_info:
         text += "\n" + logging.Formatter().formatException(record.exc_info)
     return text
+
+
+def _log_line(record: logging.LogRecord) -> str:
+    """A log record as a display's line: ``level: logger: message``."""
+    return f"{record.levelname.lower()}: {record.name}: {_message(record)}"
+
+
+def _demo_line(name: str, description: str) -> str:
+    """A started demo source as a display's line."""
+    return f"demo: starting {name} ({description})"
 
 
 class LogRecords(logging.Handler):
