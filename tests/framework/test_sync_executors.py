@@ -20,7 +20,7 @@ import syncplugin
 from bdc.cache import Cache
 from bdc.errors import BdcError
 from bdc.runner import RetryPolicy, RunReport, sync
-from bdc.runner.executors import DaskExecutor
+from bdc.runner.executors import DaskExecutor, ThreadExecutor
 
 FAST_RETRY = RetryPolicy(attempts=4, base=0.005, cap=0.02)
 TABLES = ["sync_subjects", "platform_alpha", "platform_beta", "sync_sessions", "sync_summary"]
@@ -83,7 +83,8 @@ def build_pids(source: syncplugin.Source, table: str) -> set[int]:
 def test_threads_processes_and_dask_publish_the_same_bytes(
         tmp_path: Path, source: syncplugin.Source, dask_executor: DaskExecutor) -> None:
     snapshots, reports = {}, {}
-    executors: dict[str, Any] = {"threads": "threads", "processes": "processes", "dask": dask_executor}
+    executors: dict[str, Any] = {"threads": "threads", "processes": "processes", "dask": dask_executor,
+                                 "threads-on-one-core": ThreadExecutor(workers=2, pinning="on")}
     for name, executor in executors.items():
         cache = Cache((tmp_path / f"cache-{name}").as_uri())
         syncplugin.set_faults(source.root, transient={"sync_sessions:0007": 2, "sync_sessions:0035": 1,
@@ -93,7 +94,7 @@ def test_threads_processes_and_dask_publish_the_same_bytes(
         assert isinstance(report, RunReport)
         assert report.ok, report.summary()
         pids = build_pids(source, "sync_sessions")
-        if name == "threads":
+        if name.startswith("threads"):
             assert pids == {os.getpid()}
         else:  # built, and written, by the worker processes
             assert os.getpid() not in pids and 1 <= len(pids) <= 2
@@ -101,7 +102,8 @@ def test_threads_processes_and_dask_publish_the_same_bytes(
         reports[name], snapshots[name] = report, snapshot(cache)
 
     assert reports["dask"].executor == "DaskExecutor" and reports["processes"].executor == "processes"
-    for name in ("processes", "dask"):
+    executors["threads-on-one-core"].close()
+    for name in ("processes", "dask", "threads-on-one-core"):
         for table in TABLES:
             mine, theirs = reports[name].table(table), reports["threads"].table(table)
             assert (mine.status, mine.rows, mine.partitions, mine.partitions_built, mine.bytes, mine.retries) == (

@@ -13,7 +13,7 @@ from bdc.runner.report import RunReport, TableReport
 from bdc.runner.retry import RetryPolicy, TransientError, is_transient
 
 __all__ = ["sync", "write_report", "Plan", "PlanError", "make_plan", "RunReport", "TableReport", "RetryPolicy",
-           "TransientError", "is_transient", "open_executor"]
+           "TransientError", "is_transient", "open_executor", "executor_options"]
 
 
 def open_executor(name: str = "threads", workers: int | None = None, **options: Any) -> Any:
@@ -40,6 +40,7 @@ def sync(
     executor: Any = "threads",
     workers: int | None = None,
     scheduler: str | None = None,
+    pin_threads: str | None = None,
     retry: RetryPolicy | None = None,
     report: str | None = None,
     report_html: str | None = None,
@@ -51,7 +52,9 @@ def sync(
 
     Returns the :class:`RunReport` (or the :class:`Plan` with ``dry_run``). ``only``/``exclude`` take
     names, aliases or glob patterns; ``full`` ignores incremental state; ``executor`` is a name
-    (``threads``, ``processes``, ``dask``) or an executor object; ``report`` also writes the
+    (``threads``, ``processes``, ``dask``) or an executor object; ``pin_threads`` (threads
+    executor): ``auto`` (default) puts the build threads on one core while that is measurably
+    faster, ``on`` always, ``off`` never (see :mod:`bdc.runner.pinning`); ``report`` also writes the
     report to that path: JSON, or the HTML page of :mod:`bdc.runner.html` when the path ends in
     ``.html``/``.htm``; ``report_html`` writes the HTML page too (so one run can leave both). The
     JSON report is always written into the cache as well (``bdc-vX.Y/_runs/{run_id}.json``).
@@ -71,7 +74,7 @@ def sync(
     if dry_run:
         return plan
     name = executor if isinstance(executor, str) else type(executor).__name__
-    options = {"scheduler": scheduler} if scheduler else {}
+    options = executor_options(executor, scheduler, pin_threads)
     pool = open_executor(executor, workers, **options) if isinstance(executor, str) else executor
     run_id = new_run_id()  # named by the lock, so a refused sync can tell which run holds it
     guard = SyncLock(cache.backend, run_id=run_id) if lock else None
@@ -93,6 +96,21 @@ def sync(
             pool.close()
     write_report(result, report, report_html)
     return result
+
+
+def executor_options(executor: Any, scheduler: str | None = None, pin_threads: str | None = None) -> dict[str, Any]:
+    """The options :func:`open_executor` gets for these :func:`sync` arguments (checked)."""
+    from bdc.errors import BdcError
+    from bdc.runner.pinning import PINNING_MODES
+
+    options: dict[str, Any] = {"scheduler": scheduler} if scheduler else {}
+    if pin_threads is not None:
+        if pin_threads not in PINNING_MODES:
+            raise BdcError(f"pin_threads {pin_threads!r}: expected one of {', '.join(PINNING_MODES)}")
+        if executor != "threads":
+            raise BdcError(f"pin_threads applies to the threads executor, not {executor!r}")
+        options["pinning"] = pin_threads
+    return options
 
 
 def write_report(result: RunReport, path: str | None = None, html_path: str | None = None) -> None:

@@ -348,6 +348,9 @@ class Runner:
                     name = running.pop(future)
                     finished[name] = self.report.table(name).status
         self._tidy_staging("after the run")
+        pinning = getattr(self.executor, "pinning", None)
+        if pinning is not None:
+            self.report.pinning = pinning.measures()
         self.report.seconds = round(time.monotonic() - started, 3)
         self.report.finished_at = utc_now()
         self.report.status = "ok" if self.report.ok else "failed"

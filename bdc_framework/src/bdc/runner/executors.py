@@ -97,9 +97,13 @@ class ThreadExecutor(_FuturesExecutor):
     #: (the last item of a map is handed over at once).
     collect_every = 0.01
 
-    def __init__(self, workers: int | None = None, **options: Any):
+    def __init__(self, workers: int | None = None, pinning: str = "auto", **options: Any):
+        from bdc.runner.pinning import CorePinning
+
         super().__init__(workers, **options)
         self._maps: set[_ThreadMap] = set()
+        #: Whether the pool's threads run on one core (see :mod:`bdc.runner.pinning`).
+        self.pinning = CorePinning(pinning, self.workers)
 
     def _make_pool(self) -> Any:
         from concurrent.futures import ThreadPoolExecutor
@@ -113,7 +117,7 @@ class ThreadExecutor(_FuturesExecutor):
             return
         if self._pool is None:
             self._pool = self._make_pool()
-        run = _ThreadMap(fn, items)
+        run = _ThreadMap(fn, items, self.pinning)
         self._maps.add(run)
         try:
             for _ in range(min(self.workers, len(items))):
@@ -122,6 +126,7 @@ class ThreadExecutor(_FuturesExecutor):
         finally:
             run.stop()
             self._maps.discard(run)
+            self.pinning.finish(idle=not self._maps)
 
     def close(self) -> None:
         """Stop the maps in progress from starting items, then shut the pool down."""
@@ -133,12 +138,13 @@ class ThreadExecutor(_FuturesExecutor):
 class _ThreadMap:
     """One :meth:`ThreadExecutor.map_unordered`: items taken by pool threads, results queued."""
 
-    def __init__(self, fn: Callable[[Any], Any], items: list[Any]):
+    def __init__(self, fn: Callable[[Any], Any], items: list[Any], pinning: Any):
         import collections
         import itertools
         import threading
 
         self.fn = fn
+        self.pinning = pinning
         self.total = len(items)
         self._next = iter(enumerate(items)).__next__
         self._take = threading.Lock()
@@ -149,20 +155,25 @@ class _ThreadMap:
 
     def work(self) -> None:
         """In a pool thread: run items until none are left."""
-        fn, done = self.fn, self._done
-        while not self._stopped:
-            with self._take:
+        fn, done, pin = self.fn, self._done, self.pinning
+        try:
+            while not self._stopped:
+                with self._take:
+                    try:
+                        position, item = self._next()
+                    except StopIteration:
+                        return
+                pin.before_item()
                 try:
-                    position, item = self._next()
-                except StopIteration:
-                    return
-            try:
-                result = fn(item)
-            except BaseException as exc:  # as a future would hold it: the caller reports it
-                result = exc
-            done.append((position, result))
-            if self._count() == self.total:
-                self._finished.set()
+                    result = fn(item)
+                except BaseException as exc:  # as a future would hold it: the caller reports it
+                    result = exc
+                done.append((position, result))
+                pin.after_item()
+                if self._count() == self.total:
+                    self._finished.set()
+        finally:
+            pin.leave()
 
     def results(self, every: float) -> Iterator[tuple[int, Any]]:
         """In the caller: the results, as they come, collected every ``every`` seconds at most."""
