@@ -11,6 +11,8 @@ quality-control table (one partition per subject, ids like ``"0001234"`` kept as
   with default settings (threads; they measure whether they run faster on one core, see
   :mod:`bdc.runner.pinning`, and a ``#`` line says what they measured) building the same table
   (target ≥ 6);
+* ``speedup_vs_sequential_threads_free``: the same with ``pin_threads="off"`` (context: the
+  threads as they were before they could measure one core);
 * ``speedup_vs_sequential_processes``: the same with ``executor="processes"`` (context, not a
   target: one worker process per core, each running its share of the default threads, so the
   build's pandas work is spread over one GIL per core instead of queueing for one);
@@ -260,10 +262,16 @@ def main(argv: list[str] | None = None) -> None:
               f"{median([c for _, _, c in runs]):.2f} s CPU); {report.rows} rows, {report.bytes / 1e6:.1f} MB")
         print(f"# bdc.sync split (medians): {phases(runs, 'bench_sleep')}")
         for i, (seconds, run, _cpu) in enumerate(runs):
-            measured = ", ".join(f"{m['measured']} {m['items_per_s']:.0f}/s" for m in run.pinning) or "nothing"
+            measured = ", ".join(f"{m['measured']} {m['items_per_s']:.0f}/s ({m['cpu_ms_per_item']:.2f} ms CPU each)"
+                                 for m in run.pinning) or "nothing"
             on_one = "one core" if run.pinning and run.pinning[-1]["one_core_after"] else "every core"
             print(f"# sync {i}: {seconds:.2f} s; build threads measured {measured}; ended on {on_one}")
         print(f"speedup_vs_sequential: {seq / runner:.2f}")
+        free = [timed_sync((tmp / f"free-{i}").as_uri(), "bench_sleep", pin_threads="off") for i in range(args.runs)]
+        print(f"# the same sync with the build threads never put on one core (pin_threads='off'): "
+              f"{median([s for s, _, _ in free]):.2f} s (median of {args.runs}; "
+              f"{median([c for _, _, c in free]):.2f} s CPU)")
+        print(f"speedup_vs_sequential_threads_free: {seq / median([s for s, _, _ in free]):.2f}")
         procs = [timed_sync((tmp / f"processes-{i}").as_uri(), "bench_sleep", executor="processes")
                  for i in range(args.runs)]
         in_procs = median([s for s, _, _ in procs])

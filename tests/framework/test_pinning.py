@@ -93,6 +93,24 @@ def test_auto_keeps_one_core_only_when_it_measured_faster_and_measures_again() -
 
 
 @needs_cores
+def test_one_core_as_fast_within_the_noise_is_kept_for_clearly_less_cpu() -> None:
+    pin = CorePinning("auto", workers=1)
+    pin._close_window(100.0, 0.0, 0.010)
+    pin._close_window(98.0, 0.0, 0.007)  # 2 % slower (noise), 30 % less CPU per item: one core
+    assert pin.pinned
+    pin = CorePinning("auto", workers=1)
+    pin._close_window(100.0, 0.0, 0.010)
+    pin._close_window(98.0, 0.0, 0.0095)  # as slow, about the same CPU: free threads
+    assert not pin.pinned
+    pin = CorePinning("auto", workers=1)
+    pin._close_window(100.0, 0.0, 0.010)
+    pin._close_window(80.0, 0.0, 0.005)  # half the CPU, but a fifth slower: free threads
+    assert not pin.pinned
+    assert pin.measures()[1] == {"measured": "one core", "items_per_s": 80.0, "cpu_ms_per_item": 5.0,
+                                 "one_core_after": False}
+
+
+@needs_cores
 def test_a_choice_measured_again_and_confirmed_is_kept_longer() -> None:
     pin = CorePinning("auto", workers=1)
     lengths = []
@@ -183,7 +201,7 @@ def test_a_syncs_report_lists_what_its_build_threads_measured(tmp_path: Path, bd
     assert report.ok, report.summary()
     assert report.pinning and report.pinning[0]["measured"] == "free"
     assert {m["measured"] for m in report.pinning} <= {"free", "one core", "kept"}
-    assert all(m["items_per_s"] > 0 for m in report.pinning)
+    assert all(m["items_per_s"] > 0 and m["cpu_ms_per_item"] >= 0 for m in report.pinning)
     stored = json.loads(cache.backend.read_bytes(f"{cache.layout.version_folder}/_runs/{report.run_id}.json"))
     assert stored["pinning"] == report.pinning
     assert affinity(0) == CORES

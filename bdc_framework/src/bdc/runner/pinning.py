@@ -10,8 +10,8 @@ CPU) with the pool's threads on one core. Builds that spend their time outside t
 
 :class:`CorePinning` finds out which case it is while the pool works: it measures the pool's
 rate (items finished per second) over a window with its threads free, then over a window with
-them on one core, keeps the faster (one core only when it is clearly faster) and measures again
-now and then, since a run's tables differ. Linux only (``os.sched_setaffinity``); elsewhere, on
+them on one core, keeps one core when it was faster (or as fast, within the noise of a window,
+for clearly less CPU per item) and measures again now and then, since a run's tables differ. Linux only (``os.sched_setaffinity``); elsewhere, on
 one core, or with ``mode="off"`` it does nothing.
 
 Threads and processes that a build starts while its thread is on one core inherit that core;
@@ -46,6 +46,10 @@ class CorePinning:
     settle_s = 0.03
     #: One core is kept only when its rate is at least this much higher than free threads'.
     margin = 1.03
+    #: ... or at least this share of it, with at most this share of the CPU per item (as fast
+    #: within the noise of a window, for clearly less CPU).
+    par = 0.97
+    cpu_share = 0.85
     #: Windows run in the chosen mode before measuring both again (doubled, up to ``max_keep``,
     #: each time a measure confirms the choice).
     keep_windows = 8
@@ -78,13 +82,16 @@ class CorePinning:
         # measuring (auto): the phase, when the current window's counting starts, items counted
         self._phase = "free"  # "free" -> "one" -> "keep" -> "free" ...
         self._free_rate = 0.0
+        self._free_cpu = 0.0  # CPU seconds per item measured with free threads
+        self._cpu = 0.0  # the process's CPU time when the window's counting started
         self._kept = 0
         self._keep = self.keep_windows
         self._choice: bool | None = None  # the last measure's choice
         self._started: float | None = None  # set by the first item (+ warmup_s)
         self._count = 0
-        #: What was measured: (phase, items per second in its window, whether on one core after).
-        self.decisions: list[tuple[str, float, bool]] = []
+        #: What was measured: (phase, items per second in its window, CPU seconds per item,
+        #: whether on one core after).
+        self.decisions: list[tuple[str, float, float, bool]] = []
 
     # -- in the worker threads -----------------------------------------------------------------------
 
@@ -115,6 +122,8 @@ class CorePinning:
             return
         if now < started:
             return
+        if self._count == 0:
+            self._cpu = time.process_time()
         self._count += 1  # (a lost increment under a race only shortens a window)
         if now - started < self.window_s or self._count < self.min_items:
             return
@@ -123,7 +132,8 @@ class CorePinning:
         try:
             started = self._started
             if started is not None and now - started >= self.window_s and self._count >= self.min_items:
-                self._close_window(self._count / (now - started), now)
+                count = self._count
+                self._close_window(count / (now - started), now, (time.process_time() - self._cpu) / count)
         finally:
             self._lock.release()
 
@@ -136,13 +146,15 @@ class CorePinning:
 
     # -- deciding ------------------------------------------------------------------------------
 
-    def _close_window(self, rate: float, now: float) -> None:
+    def _close_window(self, rate: float, now: float, cpu: float = 0.0) -> None:
+        """A window closed: ``rate`` items per second, ``cpu`` CPU seconds per item (the process's)."""
         phase = self._phase
         if phase == "free":
-            self._free_rate = rate
+            self._free_rate, self._free_cpu = rate, cpu
             self._switch("one", True, now)
         elif phase == "one":
-            keep_one = rate >= self._free_rate * self.margin
+            keep_one = rate >= self._free_rate * self.margin or (
+                rate >= self._free_rate * self.par and 0 < cpu <= self._free_cpu * self.cpu_share)
             self._keep = min(self.max_keep, self._keep * 2) if self._choice is keep_one else self.keep_windows
             self._choice = keep_one
             self._kept = 0
@@ -154,7 +166,7 @@ class CorePinning:
             else:
                 self._started, self._count = now, 0
                 return
-        self.decisions.append((phase, rate, self.pinned))
+        self.decisions.append((phase, rate, cpu, self.pinned))
         log.debug("build threads %s: %.0f items/s; %s now", _PHASES[phase], rate,
                   "on one core" if self.pinned else "on every core")
 
@@ -191,8 +203,8 @@ class CorePinning:
 
     def measures(self) -> list[dict[str, Any]]:
         """:attr:`decisions` as a run report lists them."""
-        return [{"measured": _PHASES[phase], "items_per_s": round(rate, 1), "one_core_after": pinned}
-                for phase, rate, pinned in self.decisions]
+        return [{"measured": _PHASES[phase], "items_per_s": round(rate, 1), "cpu_ms_per_item": round(cpu * 1000, 3),
+                 "one_core_after": pinned} for phase, rate, cpu, pinned in self.decisions]
 
     @staticmethod
     def _set(tid: int, cores: Any) -> None:

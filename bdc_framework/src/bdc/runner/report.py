@@ -58,7 +58,7 @@ class RunReport:
     tables: list[TableReport] = attrs.field(factory=list)
     #: The threads executor's measures of its build threads on one core or free (see
     #: :mod:`bdc.runner.pinning`): ``{"measured": "free"|"one core"|"kept", "items_per_s",
-    #: "one_core_after"}`` each.
+    #: "cpu_ms_per_item", "one_core_after"}`` each.
     pinning: list[dict[str, Any]] = attrs.field(factory=list)
 
     @property
