@@ -90,6 +90,9 @@ class ThreadExecutor(_FuturesExecutor):
     every few milliseconds (a batch at a time) instead of being woken for every item. For
     thousands of small partitions, the per-item hand-offs of a future (its locks, the caller's
     wake-up, each taking the GIL) are a measurable share of the runner's CPU.
+
+    ``pinning`` (``auto``, ``on``, ``off``): whether the pool's threads run on one core while
+    that is measurably faster, see :mod:`bdc.runner.pinning`.
     """
 
     in_process = True
