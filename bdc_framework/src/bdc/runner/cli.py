@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", default="threads", help="threads (default), processes, dask, or a plugin's executor")
     p.add_argument("--scheduler", metavar="ADDRESS", help="with --executor dask: an existing scheduler (tcp://host:8786)")
     p.add_argument("--workers", type=int, metavar="N", help="parallel partition builds (default: 8 per core, at most 32); processes, dask: worker processes (default: one per core)")
-    p.add_argument("--pin-threads", choices=("auto", "on", "off"), help="threads executor: run the build threads on one core while that is measurably faster (auto, the default: Python-bound builds), always (on) or never (off)")
+    from bdc.runner.pinning import PINNING_MODES  # (standard library imports only)
+
+    p.add_argument("--pin-threads", choices=PINNING_MODES, help="threads executor: run the build threads on one core while that is measurably faster (auto, the default: Python-bound builds), always (on) or never (off)")
     p.add_argument("--report", metavar="FILE", help="also write the run report here: JSON, or a self-contained HTML page (timeline, rows, bytes) when FILE ends in .html")
     p.add_argument("--report-html", metavar="FILE", help="also write the run report as a self-contained HTML page here")
     p.add_argument("--json", action="store_true", help="structured JSON log lines instead of the live display")
